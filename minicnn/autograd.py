@@ -1,0 +1,209 @@
+"""Reverse-mode automatic differentiation.
+
+A :class:`Function` has a static ``forward(ctx, *arrays, **params)`` that computes output
+arrays from input arrays, and a static ``backward(ctx, *gys)`` that maps the gradients of the
+outputs to the gradients of the inputs (vector-Jacobian products). Both work on raw arrays of
+the device (``ctx.xp`` is numpy or cupy, ``ctx.kernels`` the device's kernels), so an op's
+math is written once for every device.
+
+``Function.apply(*inputs, **params)`` wraps tensors, runs ``forward`` and, when gradients are
+wanted, records a :class:`Context` node whose parents are the input tensors.
+
+``Tensor.backward()`` visits the nodes in reverse topological order. Why a topological order
+and not a plain depth-first walk: a node used twice (``b = a + a; c = b + b``) must receive the
+gradient of *all* its consumers before it passes its own gradient on; otherwise ``a`` would be
+visited with a partial gradient.
+"""
+import contextlib
+import threading
+
+import numpy as np
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context in which ops record no graph (inference, optimizer updates)."""
+    prev = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = prev
+
+
+@contextlib.contextmanager
+def enable_grad():
+    prev = is_grad_enabled()
+    _state.grad_enabled = True
+    try:
+        yield
+    finally:
+        _state.grad_enabled = prev
+
+
+class Context:
+    """One node of the graph: the function, its inputs, whatever forward saved."""
+
+    def __init__(self, fn, device, inputs):
+        self.fn = fn
+        self.device = device
+        self.xp = device.xp
+        self.inputs = inputs  # the input Tensors (parents)
+        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        self.saved = ()
+        self.n_outputs = 1
+        self.output_shapes = ()
+        self.output_dtypes = ()
+
+    @property
+    def kernels(self):
+        return self.device.kernels
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    @property
+    def name(self):
+        return self.fn.__name__
+
+
+class Function:
+    """Base class of differentiable ops; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, *args, **params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *gys):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        from .tensor import Tensor, as_tensor_like
+
+        ref = next((t for t in inputs if isinstance(t, Tensor)), None)
+        if ref is None:
+            raise TypeError(f"{cls.__name__}: expected at least one Tensor input")
+        tensors = []
+        for i, t in enumerate(inputs):
+            if isinstance(t, Tensor):
+                if t.device != ref.device:
+                    raise ValueError(
+                        f"{cls.__name__}: input {i} is on {t.device.name}, input 0 on "
+                        f"{ref.device.name}; move them to one device with .to()"
+                    )
+                tensors.append(t)
+            else:
+                tensors.append(as_tensor_like(t, ref))
+        ctx = Context(cls, ref.device, tuple(tensors))
+        out = cls.forward(ctx, *(t.data for t in tensors), **params)
+        multi = isinstance(out, tuple)
+        outs = out if multi else (out,)
+        record = is_grad_enabled() and any(ctx.needs_input_grad)
+        results = []
+        for k, a in enumerate(outs):
+            differentiable = record and a.dtype.kind == "f"
+            t = Tensor._from_array(a, ref.device, requires_grad=differentiable)
+            if differentiable:
+                t._node = (ctx, k)
+            results.append(t)
+        if record:
+            ctx.n_outputs = len(outs)
+            ctx.output_shapes = tuple(a.shape for a in outs)
+            ctx.output_dtypes = tuple(a.dtype for a in outs)
+        else:
+            ctx.inputs = ()  # nothing will walk back through this node
+        return tuple(results) if multi else results[0]
+
+
+def unbroadcast(xp, g, shape):
+    """Sum ``g`` down to ``shape``: the gradient of NumPy broadcasting ``shape -> g.shape``."""
+    if g.shape == tuple(shape):
+        return g
+    ndiff = g.ndim - len(shape)
+    if ndiff > 0:
+        g = g.sum(axis=tuple(range(ndiff)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _topological_order(root_ctx):
+    """Nodes reachable from ``root_ctx``, each after every node that consumes its outputs."""
+    order, seen = [], set()
+    stack = [(root_ctx, False)]
+    while stack:  # iterative DFS post-order, so deep graphs do not hit the recursion limit
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            if t._node is not None and id(t._node[0]) not in seen:
+                stack.append((t._node[0], False))
+    return order[::-1]
+
+
+def backward(root, grad=None):
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+    xp = root.device.xp
+    if root._node is None:
+        if root.requires_grad:  # a leaf: d root / d root = 1
+            g = xp.ones_like(root.data) if grad is None else grad
+            root._accumulate(g)
+            return
+        raise RuntimeError("backward: this tensor does not require grad and has no graph")
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implied only for a single-element output, got shape {root.shape}"
+            )
+        grad = xp.ones_like(root.data)
+    grads = {}  # id(ctx) -> list of output gradients
+    root_ctx, k = root._node
+    grads[id(root_ctx)] = [None] * root_ctx.n_outputs
+    grads[id(root_ctx)][k] = grad
+    for ctx in _topological_order(root_ctx):
+        gys = grads.pop(id(ctx), None)
+        if gys is None:
+            continue
+        gys = [
+            xp.zeros(s, dtype=d) if g is None else g
+            for g, s, d in zip(gys, ctx.output_shapes, ctx.output_dtypes)
+        ]
+        gxs = ctx.fn.backward(ctx, *gys)
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        if len(gxs) != len(ctx.inputs):
+            raise RuntimeError(
+                f"{ctx.name}.backward returned {len(gxs)} gradients for {len(ctx.inputs)} inputs"
+            )
+        for i, (t, gx) in enumerate(zip(ctx.inputs, gxs)):
+            if gx is None or not t.requires_grad:
+                continue
+            if tuple(gx.shape) != tuple(t.shape):
+                raise RuntimeError(
+                    f"{ctx.name}.backward: gradient of input {i} has shape {tuple(gx.shape)}, "
+                    f"the input has shape {tuple(t.shape)}"
+                )
+            if gx.dtype != t.dtype:
+                gx = gx.astype(t.dtype)
+            if t._node is None:
+                t._accumulate(gx)
+            else:
+                parent, j = t._node
+                slot = grads.setdefault(id(parent), [None] * parent.n_outputs)
+                slot[j] = gx if slot[j] is None else slot[j] + gx
+                if t._retain_grad:
+                    t._accumulate(gx)

@@ -1,0 +1,311 @@
+"""The Tensor: an array on a device, its gradient, and the graph node that made it."""
+import numpy as np
+
+from . import autograd
+from .device import device_of_array, get_device
+
+DEFAULT_DTYPE = np.float32
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Tensor:
+    """An n-dimensional array on a device (``cpu``, ``cuda``, ``cuda-emu``) with autograd.
+
+    Args:
+        data: array-like (NumPy array, CuPy array, nested lists, scalar).
+        requires_grad: record operations on this tensor so ``backward`` can fill ``.grad``.
+        device: where the data lives; default: ``cuda`` for a CuPy array, else ``cpu``.
+        dtype: default float32 for floating data from Python/NumPy float64 lists; kept as given
+            for NumPy arrays of float32/float64/integer/bool type.
+    """
+
+    __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, device=None, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        dev = get_device(device) if device is not None else device_of_array(data)
+        xp = dev.xp
+        if dtype is None and not hasattr(data, "dtype"):
+            arr = np.asarray(data)
+            if arr.dtype.kind == "f":
+                arr = arr.astype(DEFAULT_DTYPE)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+            data = arr
+        if dev.name == "cuda" or device_of_array(data).name == "cuda":
+            data = xp.asarray(data) if dev.name == "cuda" else dev.to_numpy(data)
+        else:
+            data = np.asarray(data)
+        if dtype is not None:
+            data = data.astype(dtype, copy=False)
+        self.data = data
+        self.device = dev
+        if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"only float32/float64 tensors can require grad, got {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._node = None  # (Context, output index) for tensors made by an op
+        self._retain_grad = False
+
+    @classmethod
+    def _from_array(cls, a, device, requires_grad=False):
+        t = cls.__new__(cls)
+        t.data = a
+        t.device = device
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._node = None
+        t._retain_grad = False
+        return t
+
+    # ---- basic properties -------------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: int(self.data.size))
+    is_leaf = property(lambda self: self._node is None)
+
+    def __len__(self):
+        return self.data.shape[0]
+
+    def numel(self):
+        return self.size
+
+    def __repr__(self):
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        dev = "" if self.device.name == "cpu" else f", device={self.device.name!r}"
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        return f"tensor({body}{dev}, dtype={self.dtype}{extra})"
+
+    # ---- conversion -------------------------------------------------------------------------
+    def numpy(self):
+        """The data as a NumPy array (a copy from the GPU; the array itself on CPU devices)."""
+        return self.device.to_numpy(self.data)
+
+    def item(self):
+        return self.numpy().item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device=None, dtype=None):
+        """A copy on ``device`` and/or of ``dtype``; differentiable (the gradient moves back)."""
+        from .functional.basic import to_device
+
+        return to_device(self, get_device(device) if device is not None else self.device, dtype)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor._from_array(self.data, self.device)
+
+    def clone(self):
+        from .functional.basic import clone
+
+        return clone(self)
+
+    def requires_grad_(self, flag=True):
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor too."""
+        self._retain_grad = True
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    # ---- autograd ---------------------------------------------------------------------------
+    def backward(self, grad=None):
+        """Accumulate gradients of this tensor into every leaf that requires grad.
+
+        Like PyTorch, gradients *accumulate*: calling ``backward`` twice adds them twice.
+        Unlike PyTorch, the graph is kept, so no ``retain_graph`` is needed for that.
+        """
+        if isinstance(grad, Tensor):
+            grad = grad.data
+        elif grad is not None:
+            grad = self.device.xp.asarray(grad, dtype=self.dtype)
+        autograd.backward(self, grad)
+
+    def _accumulate(self, g):
+        if self.grad is None:
+            self.grad = Tensor._from_array(g.copy(), self.device)
+        else:
+            self.grad = Tensor._from_array(self.grad.data + g, self.device)
+
+    # ---- operators (the functional ops do the work) ----------------------------------------
+    def __add__(self, o):
+        return _F().add(self, o)
+
+    def __radd__(self, o):
+        return _F().add(o, self)
+
+    def __sub__(self, o):
+        return _F().sub(self, o)
+
+    def __rsub__(self, o):
+        return _F().sub(o, self)
+
+    def __mul__(self, o):
+        return _F().mul(self, o)
+
+    def __rmul__(self, o):
+        return _F().mul(o, self)
+
+    def __truediv__(self, o):
+        return _F().div(self, o)
+
+    def __rtruediv__(self, o):
+        return _F().div(o, self)
+
+    def __neg__(self):
+        return _F().neg(self)
+
+    def __pow__(self, p):
+        return _F().pow(self, p)
+
+    def __matmul__(self, o):
+        return _F().matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return _F().matmul(o, self)
+
+    def __getitem__(self, index):
+        return _F().getitem(self, index)
+
+    # comparisons give plain (non-differentiable) boolean tensors
+    def _cmp(self, o, op):
+        od = o.data if isinstance(o, Tensor) else o
+        return Tensor._from_array(op(self.data, od), self.device)
+
+    def __lt__(self, o):
+        return self._cmp(o, lambda a, b: a < b)
+
+    def __le__(self, o):
+        return self._cmp(o, lambda a, b: a <= b)
+
+    def __gt__(self, o):
+        return self._cmp(o, lambda a, b: a > b)
+
+    def __ge__(self, o):
+        return self._cmp(o, lambda a, b: a >= b)
+
+    def eq(self, o):
+        return self._cmp(o, lambda a, b: a == b)
+
+    __hash__ = object.__hash__
+
+    # ---- method forms of common ops --------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return _F().sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _F().mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return _F().max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return _F().min(self, axis, keepdims)
+
+    def var(self, axis=None, keepdims=False, correction=1):
+        return _F().var(self, axis, keepdims, correction)
+
+    def argmax(self, axis=None):
+        return Tensor._from_array(self.data.argmax(axis=axis), self.device)
+
+    def reshape(self, *shape):
+        return _F().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    view = reshape
+
+    def transpose(self, dim0=None, dim1=None):
+        return _F().transpose(self, dim0, dim1)
+
+    def permute(self, *dims):
+        return _F().permute(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return _F().flatten(self, start_dim, end_dim)
+
+    @property
+    def T(self):
+        return _F().permute(self, tuple(range(self.ndim))[::-1])
+
+    def exp(self):
+        return _F().exp(self)
+
+    def log(self):
+        return _F().log(self)
+
+    def sqrt(self):
+        return _F().sqrt(self)
+
+    def abs(self):
+        return _F().abs(self)
+
+    def clip(self, lo=None, hi=None):
+        return _F().clip(self, lo, hi)
+
+    clamp = clip
+
+
+def _F():
+    from . import functional
+
+    return functional
+
+
+def as_tensor_like(value, ref):
+    """A constant tensor (no grad) holding ``value`` on ``ref``'s device, in ``ref``'s dtype for Python numbers."""
+    xp = ref.device.xp
+    if isinstance(value, (bool, int, float)):
+        arr = xp.asarray(value, dtype=ref.dtype if ref.dtype.kind == "f" else None)
+    else:
+        arr = xp.asarray(value)
+    return Tensor._from_array(arr, ref.device)
+
+
+def tensor(data, requires_grad=False, device=None, dtype=None):
+    """Make a :class:`Tensor` (PyTorch's ``torch.tensor``)."""
+    return Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
+
+
+def _make(fill, shape, dtype, device, requires_grad):
+    dev = get_device(device)
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    data = fill(dev.xp)(shape, dtype=dtype or DEFAULT_DTYPE)
+    return Tensor._from_array(data, dev, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(lambda xp: xp.zeros, shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(lambda xp: xp.ones, shape, dtype, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False, rng=None):
+    rng = rng if rng is not None else np.random.default_rng()
+    return _make(
+        lambda xp: lambda s, dtype: xp.asarray(rng.standard_normal(s).astype(dtype)),
+        shape, dtype, device, requires_grad,
+    )
+
+
+def arange(*args, dtype=None, device=None):
+    dev = get_device(device)
+    return Tensor._from_array(dev.xp.arange(*args, dtype=dtype), dev)

@@ -1,0 +1,42 @@
+"""minicnn: a from-scratch numerical CNN engine (Numba CPU kernels, CUDA C kernels, a CPU emulator of them)."""
+import os
+
+from setuptools import find_packages, setup
+
+
+def _packages():
+    """minicnn's packages, and kernels/* installed as minicnn.kernels.*."""
+    pkgs = find_packages(include=["minicnn", "minicnn.*"])
+    kernel_dirs = {"minicnn.kernels": "kernels"}
+    for sub in sorted(os.listdir("kernels")):
+        if os.path.isfile(os.path.join("kernels", sub, "__init__.py")):
+            kernel_dirs[f"minicnn.kernels.{sub}"] = f"kernels/{sub}"
+    return pkgs + list(kernel_dirs), kernel_dirs
+
+
+PACKAGES, PACKAGE_DIR = _packages()
+
+setup(
+    name="minicnn",
+    version="0.1.0",
+    description="A from-scratch CNN engine: hand-written forward/backward kernels on CPU (Numba) and GPU (CUDA C)",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=PACKAGES,
+    # kernels/ lives at the top level of the repository but installs as minicnn.kernels
+    package_dir=PACKAGE_DIR,
+    package_data={
+        "minicnn.kernels.cuda": ["*.cu"],
+        "minicnn.kernels.emulator": ["*.h"],
+        "minicnn.data": ["embedded/*.npz", "embedded/*.txt"],
+    },
+    install_requires=["numpy>=1.24", "numba>=0.59", "tqdm", "matplotlib"],
+    extras_require={
+        "gpu": ["cupy-cuda13x"],
+        # torch==2.13.0 is the CPU build on these machines; a looser range pulls a multi-GB CUDA build
+        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x"],
+        "bench": ["torch==2.13.0"],
+    },
+    entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
+)
