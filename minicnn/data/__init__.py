@@ -1,0 +1,27 @@
+"""minicnn.data: datasets, a DataLoader and batch transforms over NumPy arrays.
+
+Batches are NCHW float32 arrays with int64 labels; the training loop wraps
+them in Tensors. Nothing downloads: real data is embedded (MNIST digits,
+nuclei) or read from Debian's Fashion-MNIST package.
+
+    >>> from minicnn.data import DataLoader, load_digits
+    >>> loader = DataLoader(load_digits("train"), batch_size=64, shuffle=True, seed=0)
+    >>> x, y = next(iter(loader))
+    >>> x.shape, x.dtype, y.dtype
+    ((64, 1, 28, 28), dtype('float32'), dtype('int64'))
+"""
+from minicnn.data import transforms
+from minicnn.data.dataset import ArrayDataset, Dataset, Subset, random_split
+from minicnn.data.datasets import (FASHION_MNIST_CLASSES, digits_arrays, digits_mean_std,
+                                   fashion_mnist_arrays, load_digits, load_fashion_mnist,
+                                   load_nuclei, nuclei_arrays, relabel_sequential)
+from minicnn.data.idx import parse_idx, read_idx
+from minicnn.data.loader import DataLoader, default_collate
+from minicnn.data.synthetic import InstanceSet, digits_on_canvas, nuclei_tiles
+
+__all__ = [
+    "ArrayDataset", "DataLoader", "Dataset", "FASHION_MNIST_CLASSES", "InstanceSet", "Subset",
+    "default_collate", "digits_arrays", "digits_mean_std", "digits_on_canvas", "fashion_mnist_arrays",
+    "load_digits", "load_fashion_mnist", "load_nuclei", "nuclei_arrays", "nuclei_tiles", "parse_idx",
+    "random_split", "read_idx", "relabel_sequential", "transforms",
+]
