@@ -5,6 +5,8 @@ through CuPy; ``cuda-emu``: the same CUDA C run on the CPU), a small autograd, a
 PyTorch-like layer API.
 """
 from . import functional  # noqa: F401
+from . import nn, optim  # noqa: F401
+from .random import manual_seed  # noqa: F401
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 from .device import Device, cuda_is_available, get_device  # noqa: F401
 from .tensor import Tensor, arange, ones, randn, tensor, zeros  # noqa: F401

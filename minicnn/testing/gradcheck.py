@@ -26,12 +26,17 @@ def _as_tuple(out):
 
 
 def _prepare(inputs):
-    """float64 leaf copies of the Tensor inputs (other inputs pass through)."""
+    """float64 leaf copies of the Tensor inputs (other inputs pass through).
+
+    The inputs that ``requires_grad`` are checked; when none does, every float input is.
+    """
+    floats = [x for x in inputs if isinstance(x, Tensor) and x.dtype.kind == "f"]
+    any_marked = any(x.requires_grad for x in floats)
     prepared = []
     for x in inputs:
         if isinstance(x, Tensor) and x.dtype.kind == "f":
-            t = Tensor._from_array(x.data.astype(np.float64, copy=True), x.device, requires_grad=True)
-            prepared.append(t)
+            wanted = x.requires_grad or not any_marked
+            prepared.append(Tensor._from_array(x.data.astype(np.float64, copy=True), x.device, requires_grad=wanted))
         else:
             prepared.append(x)
     return prepared
@@ -49,7 +54,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="elementwise", se
 
     Args:
         fn: callable taking ``*inputs`` and returning a Tensor or a tuple of Tensors.
-        inputs: Tensors (float inputs are checked, copied to float64) and other arguments.
+        inputs: Tensors and other arguments. Float Tensors are copied to float64; those with
+            ``requires_grad`` are checked (all float Tensors when none has it).
         eps: finite-difference step.
         atol, rtol: tolerance: ``|analytic - numeric| <= atol + rtol * |numeric|``.
         mode: ``"elementwise"`` or ``"random"`` (see the module docstring).

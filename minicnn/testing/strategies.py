@@ -21,7 +21,7 @@ def register_profiles():
 
     Select with ``HYPOTHESIS_PROFILE=thorough pytest``.
     """
-    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
     settings.register_profile("ci", max_examples=12, **common)
     settings.register_profile("thorough", max_examples=300, **common)
     settings.register_profile("dev", max_examples=4, **common)

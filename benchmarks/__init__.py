@@ -1,0 +1,1 @@
+"""Kernel benchmarks: ``python -m benchmarks`` (see benchmarks/run.py)."""

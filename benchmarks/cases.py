@@ -1,0 +1,254 @@
+"""The benchmark suite: each case builds inputs once and returns closures for minicnn and PyTorch.
+
+A case is ``Case(group, name, flops, make)`` where ``make(torch)`` returns
+``(ours, theirs)``: zero-argument callables doing the same work (``theirs`` is None when PyTorch
+is absent or has no such op). ``flops`` counts multiply-adds as 2 flops and is None for ops
+that are not arithmetic-bound (NMS).
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+import minicnn as mc
+import minicnn.functional as F
+
+# (N, Cin, H, W, Cout, k, stride, pad, groups)
+CONV_LAYERS = [
+    (64, 3, 32, 32, 32, 3, 1, 1, 1),
+    (64, 32, 16, 16, 64, 3, 1, 1, 1),
+    (8, 64, 56, 56, 64, 3, 1, 1, 1),
+    (8, 256, 14, 14, 256, 3, 1, 1, 1),
+    (8, 64, 56, 56, 256, 1, 1, 0, 1),
+    (4, 128, 112, 112, 128, 3, 1, 1, 1),
+    (8, 64, 56, 56, 128, 3, 2, 1, 1),
+    (8, 128, 56, 56, 128, 3, 1, 1, 128),  # depthwise
+]
+
+
+@dataclass
+class Case:
+    group: str
+    name: str
+    flops: Optional[float]
+    make: Callable
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def _conv_flops(N, C, H, W, K, k, s, p, g):
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    return 2.0 * N * K * Ho * Wo * (C // g) * k * k, (N, K, Ho, Wo)
+
+
+def conv_case(layer, backward):
+    N, C, H, W, K, k, s, p, g = layer
+    fwd_flops, out_shape = _conv_flops(*layer)
+    flops = fwd_flops * (3 if backward else 1)  # backward = input grad + weight grad, each as costly
+
+    def make(torch):
+        r = _rng()
+        x = r.standard_normal((N, C, H, W), dtype=np.float32)
+        w = (r.standard_normal((K, C // g, k, k), dtype=np.float32) * 0.1).astype(np.float32)
+        b = r.standard_normal(K, dtype=np.float32)
+        gy = r.standard_normal(out_shape, dtype=np.float32)
+        X = mc.Tensor(x, requires_grad=backward)
+        Wt = mc.Tensor(w, requires_grad=backward)
+        B = mc.Tensor(b, requires_grad=backward)
+
+        def ours():
+            y = F.conv2d(X, Wt, B, stride=s, padding=p, groups=g)
+            if backward:
+                X.grad = Wt.grad = B.grad = None
+                y.backward(gy)
+
+        theirs = None
+        if torch is not None:
+            tx = torch.from_numpy(x).requires_grad_(backward)
+            tw = torch.from_numpy(w).requires_grad_(backward)
+            tb = torch.from_numpy(b).requires_grad_(backward)
+            tgy = torch.from_numpy(gy)
+
+            def theirs():
+                if backward:
+                    tx.grad = tw.grad = tb.grad = None
+                    torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=g).backward(tgy)
+                else:
+                    with torch.no_grad():
+                        torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
+        return ours, theirs
+
+    kind = "depthwise" if g == C and g > 1 else "conv2d"
+    name = f"{kind} {'fwd+bwd' if backward else 'fwd'} N{N} C{C} {H}x{W} K{K} k{k} s{s} p{p}"
+    return Case(kind, name, flops, make)
+
+
+def pool_case(shape, kind):
+    N, C, H, W = shape
+    k = s = 2
+    flops = None
+
+    def make(torch):
+        x = _rng().standard_normal(shape, dtype=np.float32)
+        gy = _rng().standard_normal((N, C, H // 2, W // 2), dtype=np.float32)
+        X = mc.Tensor(x, requires_grad=True)
+        fn = F.max_pool2d if kind == "max" else F.avg_pool2d
+
+        def ours():
+            X.grad = None
+            fn(X, k, s).backward(gy)
+
+        theirs = None
+        if torch is not None:
+            tx = torch.from_numpy(x).requires_grad_(True)
+            tfn = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+            tgy = torch.from_numpy(gy)
+
+            def theirs():
+                tx.grad = None
+                tfn(tx, k, s).backward(tgy)
+        return ours, theirs
+
+    return Case(f"{kind}_pool", f"{kind}_pool2d fwd+bwd {N}x{C}x{H}x{W} k2 s2", flops, make)
+
+
+def deconv_case():
+    N, C, H, W, K, k, s, p = 8, 64, 28, 28, 32, 4, 2, 1
+    Ho = (H - 1) * s - 2 * p + k
+    flops = 2.0 * N * C * H * W * K * k * k * 3
+
+    def make(torch):
+        r = _rng()
+        x = r.standard_normal((N, C, H, W), dtype=np.float32)
+        w = (r.standard_normal((C, K, k, k)) * 0.1).astype(np.float32)
+        gy = r.standard_normal((N, K, Ho, Ho), dtype=np.float32)
+        X, Wt = mc.Tensor(x, requires_grad=True), mc.Tensor(w, requires_grad=True)
+
+        def ours():
+            X.grad = Wt.grad = None
+            F.conv_transpose2d(X, Wt, stride=s, padding=p).backward(gy)
+
+        theirs = None
+        if torch is not None:
+            tx, tw = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(w).requires_grad_(True)
+            tgy = torch.from_numpy(gy)
+
+            def theirs():
+                tx.grad = tw.grad = None
+                torch.nn.functional.conv_transpose2d(tx, tw, stride=s, padding=p).backward(tgy)
+        return ours, theirs
+
+    return Case("conv_transpose2d", f"conv_transpose2d fwd+bwd ({N},{C},{H},{W})->({N},{K},{Ho},{Ho}) k4 s2 p1",
+                flops, make)
+
+
+def _boxes(r, n, size=800.0):
+    xy = r.uniform(0, size * 0.9, (n, 2))
+    wh = r.uniform(8, size * 0.25, (n, 2))
+    return np.concatenate([xy, np.minimum(xy + wh, size)], 1).astype(np.float32)
+
+
+def nms_case(n):
+    def make(torch):
+        r = _rng()
+        boxes, scores = _boxes(r, n), r.uniform(size=n).astype(np.float32)
+        B, S = mc.Tensor(boxes), mc.Tensor(scores)
+
+        def ours():
+            F.nms(B, S, 0.5)
+
+        theirs = None
+        try:
+            import torchvision  # noqa: F401
+
+            tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
+
+            def theirs():
+                torchvision.ops.nms(tb, ts, 0.5)
+        except Exception:
+            pass
+        return ours, theirs
+
+    return Case("nms", f"nms {n} boxes iou 0.5", None, make)
+
+
+def roi_align_case(k):
+    N, C, H, W = 2, 256, 50, 50
+
+    def make(torch):
+        r = _rng()
+        x = r.standard_normal((N, C, H, W), dtype=np.float32)
+        b = _boxes(r, k, 800.0)
+        rois = np.concatenate([r.integers(0, N, (k, 1)).astype(np.float32), b], 1)
+        X, R = mc.Tensor(x), mc.Tensor(rois)
+
+        def ours():
+            F.roi_align(X, R, (7, 7), spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
+
+        theirs = None
+        try:
+            import torchvision
+
+            tx, tr = torch.from_numpy(x), torch.from_numpy(rois)
+
+            def theirs():
+                torchvision.ops.roi_align(tx, tr, (7, 7), 1 / 16, 2, True)
+        except Exception:
+            pass
+        return ours, theirs
+
+    return Case("roi_align", f"roi_align fwd {k} rois on 2x256x50x50 -> 7x7", 2.0 * k * C * 49 * 4 * 4 * 2, make)
+
+
+def train_step_case(batch=64):
+    def make(torch):
+        from minicnn import models, nn, optim
+
+        r = _rng()
+        x = r.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+        y = r.integers(0, 10, batch)
+        mc.manual_seed(0)
+        model = models.seed_cnn(in_channels=1, image_size=28)
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        X, Y = mc.Tensor(x), mc.Tensor(y)
+
+        def ours():
+            loss = F.cross_entropy(model(X), Y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        theirs = None
+        if torch is not None:
+            tn = torch.nn
+            tm = tn.Sequential(tn.Conv2d(1, 32, 3), tn.ReLU(), tn.MaxPool2d(2), tn.Conv2d(32, 64, 3), tn.ReLU(),
+                               tn.MaxPool2d(2), tn.Conv2d(64, 64, 3), tn.ReLU(), tn.Flatten(), tn.Linear(576, 64),
+                               tn.ReLU(), tn.Linear(64, 10))
+            topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+            def theirs():
+                loss = tn.functional.cross_entropy(tm(tx), ty)
+                topt.zero_grad()
+                loss.backward()
+                topt.step()
+        return ours, theirs
+
+    return Case("train_step", f"seed CNN train step (batch {batch}, 28x28x1, Adam)", None, make)
+
+
+def suite(quick=False):
+    layers = CONV_LAYERS[:2] + CONV_LAYERS[-1:] if quick else CONV_LAYERS
+    cases = []
+    for layer in layers:
+        cases.append(conv_case(layer, backward=False))
+        cases.append(conv_case(layer, backward=True))
+    for shape in ([(64, 64, 32, 32)] if quick else [(64, 64, 32, 32), (8, 256, 56, 56)]):
+        cases += [pool_case(shape, "max"), pool_case(shape, "avg")]
+    cases.append(deconv_case())
+    cases += [roi_align_case(1000 if quick else 2000)]
+    cases += [nms_case(n) for n in ((1000,) if quick else (1000, 10000))]
+    cases.append(train_step_case())
+    return cases

@@ -1,0 +1,109 @@
+"""Run the kernel benchmark suite: ``python -m benchmarks [--quick] [--only conv2d,nms] [--json FILE]``.
+
+For each row: minicnn's median time, PyTorch's median time from the same run (when torch is
+installed), the ratio torch_time / our_time (> 1 means minicnn is faster), GFLOP/s and the
+percentage of the machine's measured peak (a large sgemm). Prints a Markdown table, writes
+JSON and a bar chart of the ratios to ``benchmarks/results/``.
+"""
+import argparse
+import json
+import os
+import platform
+import time
+
+from .cases import suite
+from .timing import measure_peak_gflops, time_call
+
+
+def _torch():
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        return torch
+    except ImportError:
+        return None
+
+
+def run(quick=False, only=None, budget_s=1.0, log=print):
+    torch = _torch()
+    peak = measure_peak_gflops()
+    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"measured peak (sgemm 2048³, float32): {peak:.1f} GFLOP/s; "
+        f"PyTorch {'%s' % torch.__version__ if torch else 'not installed'}")
+    rows = []
+    for case in suite(quick):
+        if only and not any(o in case.name for o in only):
+            continue
+        ours, theirs = case.make(torch)
+        t_ours, n_ours = time_call(ours, warmup=2, budget_s=budget_s)
+        t_theirs = time_call(theirs, warmup=2, budget_s=budget_s)[0] if theirs else None
+        row = dict(group=case.group, name=case.name, ours_ms=1e3 * t_ours, reps=n_ours,
+                   torch_ms=1e3 * t_theirs if t_theirs else None,
+                   ratio=(t_theirs / t_ours) if t_theirs else None)
+        if case.flops:
+            row["gflops"] = case.flops / t_ours / 1e9
+            row["pct_peak"] = 100 * row["gflops"] / peak
+        rows.append(row)
+        log(format_row(row))
+    return dict(peak_gflops=peak, torch=getattr(torch, "__version__", None), cores=os.cpu_count(),
+                time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows)
+
+
+HEADER = "| case | minicnn ms | PyTorch ms | speed vs PyTorch | GFLOP/s | % peak |\n|---|---:|---:|---:|---:|---:|"
+
+
+def format_row(r):
+    torch_ms = f"{r['torch_ms']:.2f}" if r.get("torch_ms") else "n/a"
+    ratio = f"{r['ratio']:.2f}×" if r.get("ratio") else "n/a"
+    gf = f"{r['gflops']:.1f}" if r.get("gflops") else ""
+    pct = f"{r['pct_peak']:.0f}%" if r.get("pct_peak") else ""
+    return f"| {r['name']} | {r['ours_ms']:.2f} | {torch_ms} | {ratio} | {gf} | {pct} |"
+
+
+def plot(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if r.get("ratio")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.2))
+    ax.barh([r["name"] for r in rows][::-1], [r["ratio"] for r in rows][::-1],
+            color=["tab:green" if r["ratio"] >= 1 else "tab:red" for r in rows][::-1])
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set_xlabel("PyTorch time / minicnn time (> 1: minicnn faster)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a short subset")
+    p.add_argument("--only", default=None, help="comma-separated substrings of case names")
+    p.add_argument("--budget", type=float, default=1.0, help="seconds of timing per row and library")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    print(HEADER.split("\n")[0].replace("| case", "| (rows print as they finish) case"))
+    result = run(a.quick, a.only.split(",") if a.only else None, a.budget)
+    out_dir = os.path.join(os.path.dirname(__file__), "results")
+    os.makedirs(out_dir, exist_ok=True)
+    path = a.json or os.path.join(out_dir, "latest.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    png = plot(result, os.path.join(out_dir, "latest.png"))
+    print()
+    print(HEADER)
+    for r in result["rows"]:
+        print(format_row(r))
+    print(f"\nJSON: {path}" + (f"; plot: {png}" if png else ""))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Activation functions, written once against ``xp`` (no hand kernels).
+
+Each op is a :class:`~minicnn.autograd.Function` whose ``backward`` is the elementwise
+derivative times ``gy`` (softmax/log_softmax: the vector-Jacobian product along ``dim``).
+At a kink (relu at 0) the derivative used is PyTorch's: 0 for relu at 0, the slope of the
+left side for leaky_relu, 0 outside the open interval (0, 6) for relu6.
+"""
+import math
+
+from ..autograd import Function
+
+
+class ReLU(Function):
+    """y = max(x, 0);  gx = gy · [x > 0]."""
+
+    @staticmethod
+    def forward(ctx, x):
+        mask = x > 0
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy * ctx.saved[0]
+
+
+class LeakyReLU(Function):
+    """y = x if x > 0 else a·x;  gx = gy · (1 if x > 0 else a)."""
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        mask = x > 0
+        ctx.save_for_backward(mask)
+        ctx.slope = negative_slope
+        return ctx.xp.where(mask, x, x * x.dtype.type(negative_slope))
+
+    @staticmethod
+    def backward(ctx, gy):
+        (mask,) = ctx.saved
+        return ctx.xp.where(mask, gy, gy * gy.dtype.type(ctx.slope))
+
+
+class Hardtanh(Function):
+    """y = clamp(x, lo, hi);  gx = gy · [lo < x < hi] (relu6 is hardtanh(0, 6))."""
+
+    @staticmethod
+    def forward(ctx, x, min_val=-1.0, max_val=1.0):
+        ctx.save_for_backward((x > min_val) & (x < max_val))
+        return ctx.xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy * ctx.saved[0]
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + e^-x) (computed without overflow);  gx = gy · y (1 − y)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = stable_sigmoid(ctx.xp, x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved
+        return gy * y * (1 - y)
+
+
+class Tanh(Function):
+    """y = tanh x;  gx = gy · (1 − y²)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved
+        return gy * (1 - y * y)
+
+
+class Softmax(Function):
+    """y_i = e^(x_i − m) / Σ_j e^(x_j − m) along ``dim`` (m = max, for stability);
+    gx = y · (gy − Σ_j gy_j y_j)."""
+
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        m = x.max(axis=dim, keepdims=True)
+        e = ctx.xp.exp(x - m)
+        y = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved
+        return y * (gy - (gy * y).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x − m − log Σ_j e^(x_j − m) along ``dim`` (log-sum-exp, stable for any x);
+    gx = gy − softmax(x) · Σ_j gy_j."""
+
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        m = x.max(axis=dim, keepdims=True)
+        shifted = x - m
+        y = shifted - ctx.xp.log(ctx.xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved
+        return gy - ctx.xp.exp(y) * gy.sum(axis=ctx.dim, keepdims=True)
+
+
+class GELUTanh(Function):
+    """y = ½ x (1 + tanh(u)), u = √(2/π)(x + 0.044715 x³) (PyTorch's approximate='tanh');
+    gx = gy · (½ (1 + t) + ½ x (1 − t²) √(2/π)(1 + 3·0.044715 x²)), t = tanh u."""
+
+    @staticmethod
+    def forward(ctx, x):
+        k = x.dtype.type(math.sqrt(2.0 / math.pi))
+        t = ctx.xp.tanh(k * (x + x.dtype.type(0.044715) * x * x * x))
+        ctx.save_for_backward(x, t)
+        return x.dtype.type(0.5) * x * (1 + t)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, t = ctx.saved
+        k = x.dtype.type(math.sqrt(2.0 / math.pi))
+        du = k * (1 + x.dtype.type(3 * 0.044715) * x * x)
+        return gy * (x.dtype.type(0.5) * (1 + t) + x.dtype.type(0.5) * x * (1 - t * t) * du)
+
+
+def stable_sigmoid(xp, x):
+    """σ(x) without overflow: e^x/(1+e^x) for x < 0, 1/(1+e^-x) otherwise."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _check_dim(op, x, dim):
+    if not -x.ndim <= dim < max(x.ndim, 1):
+        raise ValueError(f"{op}: dim {dim} is out of range for an input of shape {x.shape}")
+    return dim
+
+
+def relu(x):
+    """Rectified linear unit, ``max(x, 0)``.
+
+    Shape: any. Example: ``F.relu(mc.tensor([-1.0, 2.0]))`` → ``[0., 2.]``.
+    """
+    return ReLU.apply(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """``x`` for x > 0 else ``negative_slope · x``."""
+    return LeakyReLU.apply(x, negative_slope=float(negative_slope))
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    """``clamp(x, min_val, max_val)``; gradient 1 strictly inside, 0 outside."""
+    if min_val >= max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) must be smaller than max_val ({max_val})")
+    return Hardtanh.apply(x, min_val=float(min_val), max_val=float(max_val))
+
+
+def relu6(x):
+    """``min(max(x, 0), 6)`` (MobileNet)."""
+    return Hardtanh.apply(x, min_val=0.0, max_val=6.0)
+
+
+def sigmoid(x):
+    """Logistic function ``1 / (1 + e^-x)``, computed without overflow for large |x|."""
+    return Sigmoid.apply(x)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def softmax(x, dim=-1):
+    """Softmax along ``dim`` (entries are positive and sum to 1 along ``dim``).
+
+    Args:
+        x: Tensor of any shape; dim: the axis normalised (PyTorch's name).
+    Example: ``F.softmax(logits, dim=1)`` for (N, C) logits.
+    """
+    return Softmax.apply(x, dim=_check_dim("softmax", x, dim))
+
+
+def log_softmax(x, dim=-1):
+    """``log(softmax(x))`` computed as ``x − logsumexp(x)``: finite even for logits of ±1e4."""
+    return LogSoftmax.apply(x, dim=_check_dim("log_softmax", x, dim))
+
+
+def gelu(x, approximate="none"):
+    """Gaussian error linear unit ``x·Φ(x)``.
+
+    ``approximate="tanh"`` is the tanh formula; ``"none"`` (exact, with erf) is computed from
+    the same Function pieces: y = x Φ(x), gx = gy (Φ(x) + x φ(x)).
+    """
+    if approximate == "tanh":
+        return GELUTanh.apply(x)
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELUExact.apply(x)
+
+
+class GELUExact(Function):
+    """y = x Φ(x), Φ(x) = ½(1 + erf(x/√2));  gx = gy (Φ(x) + x e^(−x²/2)/√(2π))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        phi = _std_normal_cdf(ctx.xp, x)
+        ctx.save_for_backward(x, phi)
+        return x * phi
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, phi = ctx.saved
+        pdf = ctx.xp.exp(-0.5 * x * x) / x.dtype.type(math.sqrt(2 * math.pi))
+        return gy * (phi + x * pdf)
+
+
+def _std_normal_cdf(xp, x):
+    """Φ(x) = ½(1 + erf(x/√2)); erf from SciPy/CuPy when present, else math.erf per element."""
+    z = x / math.sqrt(2.0)
+    if xp.__name__ == "numpy":
+        try:
+            from scipy.special import erf
+        except ImportError:  # scipy is optional
+            import numpy as np
+
+            erf = np.vectorize(math.erf, otypes=[x.dtype])
+    else:  # pragma: no cover - GPU only
+        from cupyx.scipy.special import erf
+    return (0.5 * (1 + erf(z))).astype(x.dtype, copy=False)

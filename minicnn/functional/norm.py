@@ -1,0 +1,185 @@
+"""Normalisation layers' ops: batch_norm, instance_norm, layer_norm, group_norm.
+
+All four standardise ``x`` over some axes with one Function, :class:`Normalize`, then apply a
+per-channel (or per-feature) affine map with the differentiable elementwise ops. They differ
+only in the axes of the statistics:
+
+=================  =====================================  =========================
+op                 statistics over                        affine per
+=================  =====================================  =========================
+batch_norm         N and the spatial axes (per channel)   channel
+instance_norm      the spatial axes (per sample, channel) channel
+layer_norm         the last ``len(normalized_shape)`` axes  element of normalized_shape
+group_norm         the channels of a group + spatial axes channel
+=================  =====================================  =========================
+"""
+from ..autograd import Function, no_grad
+from ..tensor import Tensor
+from .basic import add, mul, sub
+from .shape import reshape
+
+
+class Normalize(Function):
+    """x̂ = (x − μ) / σ,  μ = mean_A x,  σ = √(var_A x + ε)  (biased variance over axes A).
+
+    Backward (m = number of elements averaged, means over A):
+        gx = (1/σ) · (gx̂ − mean(gx̂) − x̂ · mean(gx̂ · x̂)).
+    """
+
+    @staticmethod
+    def forward(ctx, x, axes=(), eps=1e-5):
+        mu = x.mean(axis=axes, keepdims=True)
+        d = x - mu
+        var = (d * d).mean(axis=axes, keepdims=True)
+        inv_std = 1 / ctx.xp.sqrt(var + x.dtype.type(eps))
+        xhat = d * inv_std
+        ctx.save_for_backward(xhat, inv_std)
+        ctx.axes = axes
+        return xhat
+
+    @staticmethod
+    def backward(ctx, gy):
+        xhat, inv_std = ctx.saved
+        axes = ctx.axes
+        mean_g = gy.mean(axis=axes, keepdims=True)
+        mean_gx = (gy * xhat).mean(axis=axes, keepdims=True)
+        return inv_std * (gy - mean_g - xhat * mean_gx)
+
+
+def _channel_view(t, ndim, axis=1):
+    """A per-channel vector (C,) reshaped to (1, C, 1, ...) so it broadcasts over an ndim input."""
+    shape = [1] * ndim
+    shape[axis] = t.shape[0]
+    return reshape(t, tuple(shape))
+
+
+def _affine(y, weight, bias, ndim):
+    if weight is not None:
+        y = mul(y, _channel_view(weight, ndim))
+    if bias is not None:
+        y = add(y, _channel_view(bias, ndim))
+    return y
+
+
+def _check_channels(op, x, name, t):
+    if t is not None and tuple(t.shape) != (x.shape[1],):
+        raise ValueError(f"{op}: {name} must have shape (C,) = ({x.shape[1]},) for input {x.shape}, got {t.shape}")
+
+
+def _const(x, array):
+    return Tensor._from_array(array, x.device)
+
+
+def _normalize_with(x, mean, var, eps):
+    """(x − mean) / √(var + ε) with given per-channel statistics (eval mode): affine in x."""
+    xp = x.device.xp
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    m = mean.data.reshape(shape).astype(x.dtype, copy=False)
+    inv_std = (1 / xp.sqrt(var.data.astype(x.dtype, copy=False) + x.dtype.type(eps))).reshape(shape)
+    return mul(sub(x, _const(x, m)), _const(x, inv_std))
+
+
+def _update_running(running, batch_value, momentum):
+    """running ← (1 − momentum) · running + momentum · batch_value (in place, no graph)."""
+    with no_grad():
+        v = batch_value.astype(running.data.dtype, copy=False)
+        running.data[...] = (1 - momentum) * running.data + momentum * v
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation (PyTorch's ``F.batch_norm``).
+
+    Training: ``y = (x − μ_B)/√(σ²_B + ε)·γ + β`` with the batch's mean and *biased* variance
+    per channel (over N and the spatial axes); the running statistics, when given, are updated
+    in place with ``r ← (1 − momentum)·r + momentum·s``, using the *unbiased* variance
+    (``σ²_B · m/(m − 1)``, m elements per channel). Eval: the running statistics normalise.
+
+    Args:
+        x: (N, C) or (N, C, L) or (N, C, H, W).
+        running_mean, running_var: Tensors (C,) or None (then batch statistics are always used).
+        weight, bias: γ, β of shape (C,) or None.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input (N, C, *), got shape {x.shape}")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        _check_channels("batch_norm", x, name, t)
+    if training or running_mean is None:
+        axes = (0,) + tuple(range(2, x.ndim))
+        m = x.size // x.shape[1]
+        if training and m <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input shape {x.shape}")
+        if training and running_mean is not None:
+            xd = x.data
+            mean = xd.mean(axis=axes)
+            var = xd.var(axis=axes) * (m / (m - 1))
+            _update_running(running_mean, mean, momentum)
+            _update_running(running_var, var, momentum)
+        y = Normalize.apply(x, axes=axes, eps=eps)
+    else:
+        y = _normalize_with(x, running_mean, running_var, eps)
+    return _affine(y, weight, bias, x.ndim)
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Instance normalisation (CycleGAN, style transfer): each (n, c) plane is standardised by
+    its own mean and biased variance over the spatial axes, then ``·γ_c + β_c``.
+
+    With ``use_input_stats=False`` the running statistics normalise (eval of a
+    ``track_running_stats`` layer); with running statistics given in training they are updated
+    with the batch average of the per-instance mean and unbiased variance, as PyTorch does.
+    """
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm: expected an input (N, C, *spatial), got shape {x.shape}")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        _check_channels("instance_norm", x, name, t)
+    if not use_input_stats:
+        if running_mean is None:
+            raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
+        return _affine(_normalize_with(x, running_mean, running_var, eps), weight, bias, x.ndim)
+    axes = tuple(range(2, x.ndim))
+    m = 1
+    for a in axes:
+        m *= x.shape[a]
+    if m <= 1:
+        raise ValueError(f"instance_norm: expected more than 1 spatial element, got input shape {x.shape}")
+    if running_mean is not None:
+        xd = x.data
+        _update_running(running_mean, xd.mean(axis=axes).mean(axis=0), momentum)
+        _update_running(running_var, (xd.var(axis=axes) * (m / (m - 1))).mean(axis=0), momentum)
+    return _affine(Normalize.apply(x, axes=axes, eps=eps), weight, bias, x.ndim)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation over the last ``len(normalized_shape)`` axes; ``weight``/``bias``
+    have shape ``normalized_shape`` (elementwise affine)."""
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != normalized_shape:
+        raise ValueError(f"layer_norm: input's last dimensions must be {normalized_shape}, got input shape {x.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != normalized_shape:
+            raise ValueError(f"layer_norm: {name} must have shape {normalized_shape}, got {t.shape}")
+    y = Normalize.apply(x, axes=tuple(range(x.ndim - k, x.ndim)), eps=eps)
+    if weight is not None:
+        y = mul(y, weight)
+    if bias is not None:
+        y = add(y, bias)
+    return y
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group normalisation: channels split into ``num_groups`` groups, each (sample, group)
+    standardised over its channels and spatial axes, then the per-channel affine."""
+    if x.ndim < 2:
+        raise ValueError(f"group_norm: expected an input (N, C, *), got shape {x.shape}")
+    C = x.shape[1]
+    if num_groups < 1 or C % num_groups:
+        raise ValueError(f"group_norm: num_groups={num_groups} must divide the {C} channels of input {x.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        _check_channels("group_norm", x, name, t)
+    grouped = reshape(x, (x.shape[0], num_groups, -1))
+    y = reshape(Normalize.apply(grouped, axes=(2,), eps=eps), x.shape)
+    return _affine(y, weight, bias, x.ndim)

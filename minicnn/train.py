@@ -1,0 +1,123 @@
+"""A training loop: epochs of mini-batch gradient descent with validation metrics.
+
+One step: ``loss = L(model(x), y)``; ``loss.backward()`` fills every parameter's ``grad``;
+``optimizer.step()`` updates the parameters; ``optimizer.zero_grad()`` clears the grads.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+from . import functional as F
+from . import metrics
+from .autograd import no_grad
+from .tensor import Tensor
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class Trainer:
+    """Train and evaluate a classifier.
+
+    Args:
+        model: an ``nn.Module`` mapping (N, C, H, W) to logits (N, classes).
+        optimizer: an optimizer from :mod:`minicnn.optim`.
+        loss_fn: ``f(logits, labels) -> scalar Tensor`` (default cross-entropy).
+        device: where the batches go (``cpu``, ``cuda-emu``, ``cuda``); move the model there first.
+        scheduler: optional LR scheduler stepped once per epoch.
+        num_classes: for the confusion matrix and per-class metrics.
+        progress: show a tqdm bar per epoch with loss and throughput.
+    """
+
+    def __init__(self, model, optimizer, loss_fn=None, device="cpu", scheduler=None, num_classes=10, progress=True):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn or F.cross_entropy
+        self.device = device
+        self.scheduler = scheduler
+        self.num_classes = num_classes
+        self.progress = progress
+        self.history = []
+
+    def train_epoch(self, loader, epoch=0):
+        """One pass over ``loader``; returns mean loss, accuracy, seconds and images/s."""
+        self.model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        bar = _progress(loader, len(loader), f"epoch {epoch}", self.progress)
+        for x, y in bar:
+            xt, yt = Tensor(x, device=self.device), Tensor(y, device=self.device)
+            logits = self.model(xt)
+            loss = self.loss_fn(logits, yt)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            n = len(y)
+            total_loss += float(loss.item()) * n
+            correct += int((logits.numpy().argmax(1) == y).sum())
+            seen += n
+            if bar is not loader:
+                rate = seen / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}")
+        seconds = time.perf_counter() - t0
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return dict(train_loss=total_loss / seen, train_acc=correct / seen, seconds=seconds,
+                    images_per_s=seen / seconds)
+
+    def predict(self, loader):
+        """Logits for every batch of ``loader`` (eval mode, no graph) and the labels."""
+        self.model.eval()
+        logits, labels = [], []
+        with no_grad():
+            for x, y in loader:
+                logits.append(self.model(Tensor(x, device=self.device)).numpy())
+                labels.append(y)
+        return np.concatenate(logits), np.concatenate(labels)
+
+    def evaluate(self, loader):
+        """Loss, accuracy, macro precision/recall/F1 and the confusion matrix on ``loader``."""
+        logits, labels = self.predict(loader)
+        with no_grad():
+            loss = float(self.loss_fn(Tensor(logits), Tensor(labels)).item())
+        pred = logits.argmax(1)
+        p, r, f1 = metrics.precision_recall_f1(pred, labels, self.num_classes)
+        return dict(val_loss=loss, val_acc=metrics.accuracy(pred, labels), val_precision=p, val_recall=r,
+                    val_f1=f1, confusion=metrics.confusion_matrix(pred, labels, self.num_classes))
+
+    def fit(self, train_loader, val_loader, epochs, out_dir=None, log=print):
+        """Train for ``epochs``; after each, evaluate, log a line and save a checkpoint."""
+        for epoch in range(1, epochs + 1):
+            row = dict(epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
+            row.update(self.train_epoch(train_loader, epoch))
+            ev = self.evaluate(val_loader)
+            self.last_confusion = ev.pop("confusion")
+            row.update(ev)
+            self.history.append(row)
+            log(f"epoch {epoch:2d}  loss {row['train_loss']:.4f}  train acc {100 * row['train_acc']:.2f}%  "
+                f"val loss {row['val_loss']:.4f}  val acc {100 * row['val_acc']:.2f}%  "
+                f"macro F1 {row['val_f1']:.4f}  {row['seconds']:.1f}s ({row['images_per_s']:.0f} img/s)")
+            if out_dir:
+                save_checkpoint(self.model, os.path.join(out_dir, "checkpoint.npz"))
+                with open(os.path.join(out_dir, "history.json"), "w") as f:
+                    json.dump(self.history, f, indent=1)
+        return self.history
+
+
+def save_checkpoint(model, path):
+    """Write ``model.state_dict()`` to ``path`` as ``.npz`` (names as keys)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in model.state_dict().items()}
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,93 @@
+"""Pictures for learners: learning curves, confusion matrices, image grids (matplotlib, optional).
+
+Every function writes a PNG and returns its path; matplotlib is imported lazily with the
+non-interactive Agg backend, so nothing here needs a screen.
+"""
+import os
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(history, path, title="learning curves"):
+    """Loss and accuracy per epoch, train and validation. ``history``: list of dicts with
+    ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``."""
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+    a1.set_xlabel("epoch"), a1.set_ylabel("cross-entropy"), a1.legend(), a1.set_title("loss")
+    a2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train")
+    a2.plot(ep, [100 * h["val_acc"] for h in history], "s-", label="validation")
+    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy (%)"), a2.legend(), a2.set_title("accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(cm, path, class_names=None, title="confusion matrix"):
+    """Counts of (true class, predicted class), the diagonal being the correct predictions."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = cm.shape[0]
+    names = class_names or [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 1.0 + 0.55 * k))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right"), ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_images(images, path, labels=None, preds=None, boxes=None, pred_boxes=None, ncols=8, title=None):
+    """A grid of (N, 1|3, H, W) images with optional labels/predictions and boxes (x1, y1, x2, y2)."""
+    plt = _plt()
+    images = np.asarray(images)
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i]
+        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        text = []
+        if labels is not None:
+            text.append(f"y={labels[i]}")
+        if preds is not None:
+            text.append(f"p={preds[i]}")
+        if text:
+            ok = preds is None or labels is None or preds[i] == labels[i]
+            ax.set_title(" ".join(text), fontsize=8, color="black" if ok else "red")
+        for bs, color in ((boxes, "lime"), (pred_boxes, "red")):
+            if bs is not None:
+                x1, y1, x2, y2 = bs[i]
+                ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color=color, lw=1))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
