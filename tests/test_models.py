@@ -83,3 +83,117 @@ def test_cpu_and_cuda_emu_agree_on_a_model():
         m.eval()
         outs[dev] = m(mc.Tensor(x, device=dev, dtype=np.float64) if False else mc.Tensor(x.astype(np.float32), device=dev)).numpy()
     np.testing.assert_allclose(outs["cuda-emu"], outs["cpu"], rtol=1e-4, atol=1e-5)
+
+
+# ---- outputs equal PyTorch's with the same weights (torchvision is not installable beside the
+# CPU torch here, so the PyTorch twins are written out in the test with torchvision's names) ----
+
+def _torch_twins(torch):
+    tn = torch.nn
+
+    class TBasicBlock(tn.Module):
+        def __init__(self, cin, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = tn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+            self.bn1 = tn.BatchNorm2d(planes)
+            self.relu = tn.ReLU()
+            self.conv2 = tn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = tn.BatchNorm2d(planes)
+            self.downsample = downsample
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    class TResNet(tn.Module):
+        def __init__(self, layers, num_classes, in_channels, width):
+            super().__init__()
+            self.inplanes = width
+            self.conv1 = tn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+            self.bn1 = tn.BatchNorm2d(width)
+            self.relu = tn.ReLU()
+            self.maxpool = tn.MaxPool2d(3, 2, 1)
+            self.layer1 = self._make(width, layers[0], 1)
+            self.layer2 = self._make(width * 2, layers[1], 2)
+            self.layer3 = self._make(width * 4, layers[2], 2)
+            self.layer4 = self._make(width * 8, layers[3], 2)
+            self.avgpool = tn.AdaptiveAvgPool2d(1)
+            self.fc = tn.Linear(width * 8, num_classes)
+
+        def _make(self, planes, n, stride):
+            ds = None
+            if stride != 1 or self.inplanes != planes:
+                ds = tn.Sequential(tn.Conv2d(self.inplanes, planes, 1, stride, bias=False), tn.BatchNorm2d(planes))
+            blocks = [TBasicBlock(self.inplanes, planes, stride, ds)]
+            self.inplanes = planes
+            blocks += [TBasicBlock(planes, planes) for _ in range(1, n)]
+            return tn.Sequential(*blocks)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    return TResNet
+
+
+def _randomize_bn_stats(torch, model):
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("dev", ["cpu", "cuda-emu"])
+def test_resnet18_matches_pytorch_with_copied_weights(dev):
+    torch = pytest.importorskip("torch")
+    TResNet = _torch_twins(torch)
+    torch.manual_seed(0)
+    theirs = TResNet([2, 2, 2, 2], 5, 3, 8).eval()
+    _randomize_bn_stats(torch, theirs)
+    ours = models.resnet18(num_classes=5, in_channels=3, width=8)
+    ours.load_state_dict(theirs.state_dict())
+    ours.eval()
+    ours = ours.to(dev)
+    x = np.random.default_rng(0).standard_normal((2, 3, 40, 40)).astype(np.float32)
+    with torch.no_grad():
+        want = theirs(torch.from_numpy(x)).numpy()
+    got = ours(mc.Tensor(x, device=dev)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_lenet5_and_seed_cnn_match_pytorch_with_gradients():
+    torch = pytest.importorskip("torch")
+    tn = torch.nn
+    twins = {
+        "lenet5": (models.lenet5(), tn.Sequential(
+            tn.Sequential(tn.Conv2d(1, 6, 5, padding=2), tn.Tanh(), tn.AvgPool2d(2), tn.Conv2d(6, 16, 5), tn.Tanh(),
+                          tn.AvgPool2d(2)),
+            tn.Sequential(tn.Flatten(), tn.Linear(400, 120), tn.Tanh(), tn.Linear(120, 84), tn.Tanh(), tn.Linear(84, 10)))),
+        "seed": (models.seed_cnn(in_channels=1, image_size=28), tn.Sequential(
+            tn.Sequential(tn.Conv2d(1, 32, 3), tn.ReLU(), tn.MaxPool2d(2), tn.Conv2d(32, 64, 3), tn.ReLU(),
+                          tn.MaxPool2d(2), tn.Conv2d(64, 64, 3), tn.ReLU()),
+            tn.Sequential(tn.Flatten(), tn.Linear(576, 64), tn.ReLU(), tn.Linear(64, 10)))),
+    }
+    x = np.random.default_rng(3).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    y = np.array([1, 7, 3, 0])
+    for name, (ours, theirs) in twins.items():
+        # torch's Sequential names are features.N / classifier.N once wrapped like ours
+        sd = {k.replace("0.", "features.", 1) if k.startswith("0.") else k.replace("1.", "classifier.", 1): v
+              for k, v in theirs.state_dict().items()}
+        ours.load_state_dict(sd)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tloss = tn.functional.cross_entropy(theirs(tx), torch.from_numpy(y))
+        tloss.backward()
+        X = mc.Tensor(x, requires_grad=True)
+        loss = mc.functional.cross_entropy(ours(X), mc.Tensor(y))
+        loss.backward()
+        np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+        tgrads = {k.replace("0.", "features.", 1) if k.startswith("0.") else k.replace("1.", "classifier.", 1): p.grad.numpy()
+                  for k, p in theirs.named_parameters()}
+        for k, p in ours.named_parameters():
+            np.testing.assert_allclose(p.grad.numpy(), tgrads[k], rtol=1e-4, atol=1e-5, err_msg=f"{name}: {k}")

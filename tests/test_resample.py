@@ -71,27 +71,34 @@ def test_interpolate_matches_reference_and_torch(data, case, device):
 
 
 @given(n=st.integers(1, 30), m=st.integers(1, 45), scale=st.sampled_from([None] + SCALES),
-       dtype=st.sampled_from([np.float32, np.float64]))
-def test_nearest_table_is_torchs_index_rule(n, m, scale, dtype):
-    """Exact source indices, per dtype: an arange probe through torch's nearest reads off its table.
-    (No m == n shortcut: scale_factor=1.3 on 2 pixels reads pixel 0 twice.)"""
-    probe = torch.tensor(np.arange(n, dtype=dtype)).reshape(1, 1, n)
+       dtype=st.sampled_from([np.float32, np.float64]), one_d=st.booleans())
+def test_nearest_table_is_torchs_index_rule(n, m, scale, dtype, one_d):
+    """Exact source indices per dtype and rank: an arange probe through torch's nearest reads off its table."""
+    shape = (1, 2, n) if one_d else (1, 2, 1, n)  # C=2: not channels-last contiguous
+    probe = torch.tensor(np.arange(2 * n, dtype=dtype).reshape(shape) % n)
     if scale is not None:
         m = math.floor(n * scale)
         if m < 1:
             return
-        probe = TF.interpolate(probe, scale_factor=scale)
+        probe = TF.interpolate(probe, scale_factor=scale if one_d else (1.0, scale))
     else:
-        probe = TF.interpolate(probe, size=m)
-    np.testing.assert_array_equal(nearest_table(n, m, scale, dtype), probe.numpy().ravel().astype(np.int64))
+        probe = TF.interpolate(probe, size=m if one_d else (1, m))
+    want = probe.numpy().reshape(2, -1)[1].astype(np.int64)
+    np.testing.assert_array_equal(nearest_table(n, m, scale, dtype, one_d), want)
 
 
-def test_nearest_float64_rule_differs_from_float32_like_torch():
-    """n=14 -> m=46: output 23 reads pixel 7 in float64 (double coordinate) but 6 in float32."""
-    for dtype in (np.float32, np.float64):
-        probe = TF.interpolate(torch.tensor(np.arange(14, dtype=dtype)).reshape(1, 1, 14), size=46)
-        np.testing.assert_array_equal(nearest_table(14, 46, None, dtype), probe.numpy().ravel().astype(np.int64))
-    assert nearest_table(14, 46, None, np.float64)[23] == 7 and nearest_table(14, 46, None, np.float32)[23] == 6
+def test_nearest_rules_differ_by_rank_like_torch():
+    """PyTorch's 2-D nearest copies when m == n; its 1-D kernel does not. And n=14 -> m=46:
+    output 23 reads pixel 6 in 2-D (float32) and 1-D float32, but 7 in 1-D float64."""
+    x = np.arange(2.0).reshape(1, 1, 1, 2)
+    for one_d in (False, True):
+        xi = x[:, :, 0] if one_d else x
+        y = F.interpolate(mc.Tensor(xi), scale_factor=1.3).numpy().ravel()
+        np.testing.assert_array_equal(y, TF.interpolate(torch.tensor(xi), scale_factor=1.3).numpy().ravel())
+        assert y.tolist() == ([0.0, 0.0] if one_d else [0.0, 1.0])
+    assert nearest_table(14, 46, None, np.float64, one_d=True)[23] == 7
+    assert nearest_table(14, 46, None, np.float32, one_d=True)[23] == 6
+    assert nearest_table(14, 46, None, np.float64, one_d=False)[23] == 6
 
 
 @pytest.mark.parametrize("align_corners", [False, True])

@@ -3,9 +3,10 @@
 Shapes: ``x`` is ``(N, C, H, W)``, ``y`` is ``(N, C, OH, OW)``. Along one axis with ``n`` inputs
 and ``m`` outputs, and ``scale_factor`` (or None):
 
-- nearest:   ``src(o) = min(floor(o · r), n − 1)`` in the input dtype, with
-  ``r = 1 / scale_factor`` when a scale factor is given, else ``r = n / m`` (PyTorch's CPU kernel:
-  no shortcut for ``m == n``; float64 coordinates are rounded to float32 before the floor).
+- nearest:   ``src(o) = min(floor(o · r), n − 1)`` with ``r = 1 / scale_factor`` when a scale
+  factor is given, else ``r = n / m``. PyTorch's CPU kernels have two variants: 2-D computes in
+  float32 with the shortcuts ``m == n`` → ``o`` and ``m == 2n`` → ``o // 2`` (its ``nearest_idx``);
+  1-D computes in the input dtype with no shortcut (float64 rounded to float32 before the floor).
 - bilinear:  the source coordinate (in the input dtype) is
   ``c = o · (n − 1)/(m − 1)`` (``align_corners``; 0 when ``m == 1``) or
   ``c = max(r · (o + ½) − ½, 0)`` (half-pixel rule, clamped at 0); then
@@ -18,9 +19,15 @@ import math
 import numpy as np
 
 
-def nearest_source(o, n, m, scale_factor=None, dtype=np.float32):
-    """The input position read by output ``o`` (PyTorch's CPU nearest rule, in ``dtype``;
-    float64 coordinates are rounded to float32 before the floor, as PyTorch's ``floorf`` does)."""
+def nearest_source(o, n, m, scale_factor=None, dtype=np.float32, one_d=False):
+    """The input position read by output ``o``: PyTorch's 2-D CPU rule (float32, shortcuts) or,
+    with ``one_d``, its 1-D rule (in ``dtype``, no shortcuts; see the module docstring)."""
+    if not one_d:
+        if m == n:
+            return o
+        if m == 2 * n:
+            return o >> 1
+        dtype = np.float32
     t = np.dtype(dtype).type
     if scale_factor is not None and scale_factor > 0:
         r = t(1.0 / scale_factor)
@@ -45,25 +52,25 @@ def linear_source(o, n, m, align_corners, scale_factor=None, dtype=np.float64):
     return i0, min(i0 + 1, n - 1), lam
 
 
-def upsample_nearest2d_forward(x, out_hw, scales=(None, None)):
+def upsample_nearest2d_forward(x, out_hw, scales=(None, None), one_d=False):
     N, C, H, W = x.shape
     OH, OW = out_hw
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     for oh in range(OH):
-        h = nearest_source(oh, H, OH, scales[0], x.dtype)
+        h = nearest_source(oh, H, OH, scales[0], x.dtype, one_d)
         for ow in range(OW):
-            y[:, :, oh, ow] = x[:, :, h, nearest_source(ow, W, OW, scales[1], x.dtype)]
+            y[:, :, oh, ow] = x[:, :, h, nearest_source(ow, W, OW, scales[1], x.dtype, one_d)]
     return y
 
 
-def upsample_nearest2d_backward(gy, in_hw, scales=(None, None)):
+def upsample_nearest2d_backward(gy, in_hw, scales=(None, None), one_d=False):
     N, C, OH, OW = gy.shape
     H, W = in_hw
     gx = np.zeros((N, C, H, W), dtype=gy.dtype)
     for oh in range(OH):
-        h = nearest_source(oh, H, OH, scales[0], gy.dtype)
+        h = nearest_source(oh, H, OH, scales[0], gy.dtype, one_d)
         for ow in range(OW):
-            gx[:, :, h, nearest_source(ow, W, OW, scales[1], gy.dtype)] += gy[:, :, oh, ow]
+            gx[:, :, h, nearest_source(ow, W, OW, scales[1], gy.dtype, one_d)] += gy[:, :, oh, ow]
     return gx
 
 

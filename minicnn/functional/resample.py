@@ -4,9 +4,10 @@ The source position of every output row and column follows PyTorch's float rules
 computed once here, on the host, as small per-axis tables (see ``kernels/reference/resample.py``
 for the formulas), so every device reads the same taps:
 
-- nearest:  ``src(o) = min(floor(o · r), n − 1)`` in the input dtype, ``r = 1/scale_factor`` when a
-  scale factor is given (and not recomputed), else ``n / m`` (no shortcut for ``m == n``: with
-  ``scale_factor=1.3`` on 2 pixels the output reads pixel 0 twice, as PyTorch's CPU kernel does).
+- nearest:  ``src(o) = min(floor(o · r), n − 1)``, ``r = 1/scale_factor`` when a scale factor is
+  given (and not recomputed), else ``n / m``. PyTorch's CPU kernels use two variants, and so do we:
+  2-D in float32 with the shortcuts ``m == n`` → identity, ``m == 2n`` → ``o // 2``; 1-D in the
+  input dtype without shortcuts (``scale_factor=1.3`` on 2 pixels: 2-D copies, 1-D reads pixel 0 twice).
 - bilinear: ``c = o·(n−1)/(m−1)`` (align_corners) or ``c = max(r·(o + ½) − ½, 0)`` in the input
   dtype; taps ``i0 = min(⌊c⌋, n−1)``, ``i1 = min(i0+1, n−1)``, weight ``λ = clip(c − i0, 0, 1)``.
 """
@@ -21,16 +22,27 @@ from .shape import reshape
 _MODES = ("nearest", "linear", "bilinear")
 
 
-def nearest_table(n, m, scale_factor=None, dtype=np.float32):
-    """``src (m,)`` int64: the input position read by each of ``m`` outputs (PyTorch's CPU rule).
+def nearest_table(n, m, scale_factor=None, dtype=np.float32, one_d=False):
+    """``src (m,)`` int64: the input position read by each of ``m`` outputs, PyTorch's CPU rule.
 
-    ``src(o) = min(floor(o · r), n − 1)`` with ``r = 1/scale_factor`` (when given) or ``n/m``,
-    computed in ``dtype`` (PyTorch's opmath: float32 for float32 inputs, double for float64, where
-    the product is rounded to float32 before the floor, as PyTorch's ``floorf`` does).
+    ``src(o) = min(floor(o · r), n − 1)`` with ``r = 1/scale_factor`` (when given) or ``n/m``.
+    PyTorch's CPU kernels differ by rank, and so does this table:
+
+    - 2-D (``one_d=False``, its ``nearest_idx``): float32 arithmetic for every dtype, with the
+      shortcuts ``m == n`` → identity and ``m == 2n`` → ``o // 2``;
+    - 1-D (``one_d=True``, its generic kernel): arithmetic in ``dtype``, no shortcuts (float64
+      coordinates are rounded to float32 before the floor, as its ``floorf`` does).
     """
+    o = np.arange(m)
+    if not one_d:
+        if m == n:
+            return o.astype(np.int64)
+        if m == 2 * n:
+            return (o >> 1).astype(np.int64)
+        dtype = np.float32
     t = np.dtype(dtype).type
     r = t(1.0 / scale_factor) if scale_factor is not None and scale_factor > 0 else t(n) / t(m)
-    coord = np.arange(m).astype(dtype) * r
+    coord = o.astype(dtype) * r
     return np.minimum(np.floor(coord.astype(np.float32)).astype(np.int64), n - 1)
 
 
@@ -154,8 +166,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     else:
         x4, in_hw, out_hw = x, in_sizes, out_sizes
     if mode == "nearest":
-        y = UpsampleNearest2d.apply(x4, src_h=nearest_table(in_hw[0], out_hw[0], scales[0], x.dtype),
-                                    src_w=nearest_table(in_hw[1], out_hw[1], scales[1], x.dtype))
+        one_d = x.ndim == 3
+        y = UpsampleNearest2d.apply(x4, src_h=nearest_table(in_hw[0], out_hw[0], scales[0], x.dtype, one_d),
+                                    src_w=nearest_table(in_hw[1], out_hw[1], scales[1], x.dtype, one_d))
     else:
         ac = bool(align_corners)
         y = UpsampleBilinear2d.apply(x4, tables_h=linear_table(in_hw[0], out_hw[0], ac, scales[0], x.dtype),

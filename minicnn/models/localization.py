@@ -10,20 +10,26 @@ from .. import nn
 
 
 class LocalizationNet(nn.Module):
-    """Shape: (N, C, S, S) → (logits (N, num_classes), boxes (N, 4) as normalised (x, y, w, h))."""
+    """Shape: (N, C, S, S) → (logits (N, num_classes), boxes (N, 4) as normalised (cx, cy, w, h)).
+
+    Backbone: four conv-BN-ReLU-maxpool stages (S → S/16). The classification head pools the
+    features globally (max over positions: *what* does not depend on *where*); the box head
+    keeps the spatial layout (flatten: *where* is the question).
+    """
 
     def __init__(self, in_channels=1, num_classes=10, image_size=64, width=16):
         super().__init__()
         w = width
-        self.backbone = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-        )
-        feat = 4 * w * (image_size // 8) ** 2
-        self.cls_head = nn.Sequential(nn.Linear(feat, 128), nn.ReLU(), nn.Linear(128, num_classes))
-        self.box_head = nn.Sequential(nn.Linear(feat, 128), nn.ReLU(), nn.Linear(128, 4), nn.Sigmoid())
+        stages, c = [], in_channels
+        for cout in (w, 2 * w, 4 * w, 4 * w):
+            stages += [nn.Conv2d(c, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+            c = cout
+        self.backbone = nn.Sequential(*stages)
+        side = image_size // 16
+        self.cls_head = nn.Sequential(nn.AdaptiveMaxPool2d((1, 1)), nn.Flatten(), nn.Linear(c, 128), nn.ReLU(),
+                                      nn.Linear(128, num_classes))
+        self.box_head = nn.Sequential(nn.Flatten(), nn.Linear(c * side * side, 128), nn.ReLU(), nn.Linear(128, 4),
+                                      nn.Sigmoid())
 
     def forward(self, x):
         h = self.backbone(x)

@@ -30,7 +30,7 @@ def ref_interpolate(x, size=None, scale_factor=None, mode="nearest", align_corne
     if one_d:
         out, scales = (1,) + out, (None,) + scales
     if mode == "nearest":
-        y = R.upsample_nearest2d_forward(x4, out, scales)
+        y = R.upsample_nearest2d_forward(x4, out, scales, one_d)
     else:
         y = R.upsample_bilinear2d_forward(x4, out, bool(align_corners), scales)
     return y[:, :, 0, :] if one_d else y
