@@ -43,7 +43,9 @@ def _conv_flops(N, C, H, W, K, k, s, p, g):
     return 2.0 * N * K * Ho * Wo * (C // g) * k * k, (N, K, Ho, Wo)
 
 
-def conv_case(layer, backward):
+def conv_case(layer, backward, algorithm=None):
+    """``algorithm``: None (minicnn's own choice) or a forced CPU path ("im2col", "winograd"),
+    to show the kernel variants side by side."""
     N, C, H, W, K, k, s, p, g = layer
     fwd_flops, out_shape = _conv_flops(*layer)
     flops = fwd_flops * (3 if backward else 1)  # backward = input grad + weight grad, each as costly
@@ -58,11 +60,20 @@ def conv_case(layer, backward):
         Wt = mc.Tensor(w, requires_grad=backward)
         B = mc.Tensor(b, requires_grad=backward)
 
-        def ours():
+        def ours_auto():
             y = F.conv2d(X, Wt, B, stride=s, padding=p, groups=g)
             if backward:
                 X.grad = Wt.grad = B.grad = None
                 y.backward(gy)
+
+        def ours():
+            from minicnn.kernels.cpu import conv as cpu_conv
+
+            saved, cpu_conv.FORCE_ALGORITHM = cpu_conv.FORCE_ALGORITHM, algorithm
+            try:
+                ours_auto()
+            finally:
+                cpu_conv.FORCE_ALGORITHM = saved
 
         theirs = None
         if torch is not None:
@@ -82,6 +93,8 @@ def conv_case(layer, backward):
 
     kind = "depthwise" if g == C and g > 1 else "conv2d"
     name = f"{kind} {'fwd+bwd' if backward else 'fwd'} N{N} C{C} {H}x{W} K{K} k{k} s{s} p{p}"
+    if algorithm:
+        name += f" [{algorithm}]"
     return Case(kind, name, flops, make)
 
 
@@ -245,6 +258,9 @@ def suite(quick=False):
     for layer in layers:
         cases.append(conv_case(layer, backward=False))
         cases.append(conv_case(layer, backward=True))
+    if not quick:  # the CPU kernel variants side by side, where both apply (3×3, stride 1)
+        for layer in CONV_LAYERS[2:4] + CONV_LAYERS[5:6]:
+            cases += [conv_case(layer, backward=False, algorithm=a) for a in ("im2col", "winograd")]
     for shape in ([(64, 64, 32, 32)] if quick else [(64, 64, 32, 32), (8, 256, 56, 56)]):
         cases += [pool_case(shape, "max"), pool_case(shape, "avg")]
     cases.append(deconv_case())

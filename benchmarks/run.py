@@ -11,11 +11,11 @@ import os
 import platform
 import time
 
-from .cases import suite
-from .timing import measure_peak_gflops, time_call
-
 
 def _torch():
+    """PyTorch, imported BEFORE minicnn: minicnn sets OMP_WAIT_POLICY=PASSIVE for its own OpenMP
+    pool, and PyTorch's bundled OpenMP reads that variable when it loads; importing torch first
+    measures PyTorch with its own defaults."""
     try:
         import torch
 
@@ -25,19 +25,59 @@ def _torch():
         return None
 
 
+_TORCH = _torch()
+
+from .cases import suite  # noqa: E402  (after torch, see above)
+from .timing import measure_peak_gflops, time_pair  # noqa: E402
+
+
+_WARM_START = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import minicnn as mc
+import minicnn.functional as F
+x = mc.Tensor(np.ones((8, 3, 32, 32), dtype=np.float32), requires_grad=True)
+w = mc.Tensor(np.ones((16, 3, 3, 3), dtype=np.float32), requires_grad=True)
+F.conv2d(x, w, padding=1).sum().backward()
+print(time.perf_counter() - t0)
+"""
+
+
+def warm_start_seconds(runs=3):
+    """Seconds for ``import minicnn`` + a first conv2d forward and backward in a fresh
+    interpreter, with a warm Numba cache (a first untimed run fills the cache): the median of
+    ``runs`` fresh processes."""
+    import statistics
+    import subprocess
+    import sys
+
+    times = []
+    for _ in range(runs + 1):
+        out = subprocess.run([sys.executable, "-c", _WARM_START], capture_output=True, text=True, check=True)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times[1:])
+
+
 def run(quick=False, only=None, budget_s=1.0, log=print):
-    torch = _torch()
+    torch = _TORCH
+    from minicnn.kernels.cpu._threads import NUM_THREADS, get_blas_threads
+
+    t_begin = time.perf_counter()
     peak = measure_peak_gflops()
-    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"measured peak (sgemm 2048³, float32): {peak:.1f} GFLOP/s; "
-        f"PyTorch {'%s' % torch.__version__ if torch else 'not installed'}")
+    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}; measured peak ({NUM_THREADS} × sgemm 2048³, float32): {peak:.1f} GFLOP/s; "
+        f"minicnn threads {NUM_THREADS}, OpenBLAS threads {get_blas_threads()}; "
+        f"PyTorch {'%s (%d threads)' % (torch.__version__, torch.get_num_threads()) if torch else 'not installed'}")
+    warm = warm_start_seconds()
+    log(f"import minicnn + first conv2d fwd+bwd (warm Numba cache, fresh process): {warm:.2f} s")
+    log("torchvision is not installable beside torch 2.13 here: NMS / ROI-align rows have no PyTorch time.")
     rows = []
     for case in suite(quick):
         if only and not any(o in case.name for o in only):
             continue
         ours, theirs = case.make(torch)
-        t_ours, n_ours = time_call(ours, warmup=2, budget_s=budget_s)
-        t_theirs = time_call(theirs, warmup=2, budget_s=budget_s)[0] if theirs else None
+        t_ours, t_theirs, n_ours = time_pair(ours, theirs, warmup=2, budget_s=budget_s)
         row = dict(group=case.group, name=case.name, ours_ms=1e3 * t_ours, reps=n_ours,
                    torch_ms=1e3 * t_theirs if t_theirs else None,
                    ratio=(t_theirs / t_ours) if t_theirs else None)
@@ -47,7 +87,8 @@ def run(quick=False, only=None, budget_s=1.0, log=print):
         rows.append(row)
         log(format_row(row))
     return dict(peak_gflops=peak, torch=getattr(torch, "__version__", None), cores=os.cpu_count(),
-                time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows)
+                warm_start_s=warm, threads=NUM_THREADS, blas_threads=get_blas_threads(), load_average=os.getloadavg(),
+                time=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=time.perf_counter() - t_begin, rows=rows)
 
 
 HEADER = "| case | minicnn ms | PyTorch ms | speed vs PyTorch | GFLOP/s | % peak |\n|---|---:|---:|---:|---:|---:|"
@@ -86,11 +127,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short subset")
     p.add_argument("--only", default=None, help="comma-separated substrings of case names")
-    p.add_argument("--budget", type=float, default=1.0, help="seconds of timing per row and library")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds of timing per row, both libraries together (default 2, --quick 0.5)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     print(HEADER.split("\n")[0].replace("| case", "| (rows print as they finish) case"))
-    result = run(a.quick, a.only.split(",") if a.only else None, a.budget)
+    budget = a.budget if a.budget is not None else (0.5 if a.quick else 2.0)
+    result = run(a.quick, a.only.split(",") if a.only else None, budget)
     out_dir = os.path.join(os.path.dirname(__file__), "results")
     os.makedirs(out_dir, exist_ok=True)
     path = a.json or os.path.join(out_dir, "latest.json")
@@ -101,7 +144,7 @@ def main(argv=None):
     print(HEADER)
     for r in result["rows"]:
         print(format_row(r))
-    print(f"\nJSON: {path}" + (f"; plot: {png}" if png else ""))
+    print(f"\nJSON: {path}" + (f"; plot: {png}" if png else "") + f"; {result['seconds']:.0f} s")
     return result
 
 

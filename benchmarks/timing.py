@@ -26,18 +26,48 @@ def time_call(fn, warmup=1, min_reps=3, max_reps=50, budget_s=1.0):
     return statistics.median(times), len(times)
 
 
+def time_pair(ours, theirs, warmup=2, min_reps=5, max_reps=50, budget_s=2.0):
+    """Medians of ``ours()`` and ``theirs()`` timed *alternately* (one call of each per round),
+    so that both see the same machine load; returns (our median s, their median s or None, rounds).
+    On a shared machine whose load changes by the second this is the only fair comparison."""
+    if theirs is None:
+        t, n = time_call(ours, warmup, min_reps, max_reps, budget_s)
+        return t, None, n
+    for _ in range(warmup):
+        ours()
+        theirs()
+    t_ours, t_theirs = [], []
+    t_start = time.perf_counter()
+    while len(t_ours) < max_reps:
+        for fn, times in ((ours, t_ours), (theirs, t_theirs)) if len(t_ours) % 2 == 0 else \
+                ((theirs, t_theirs), (ours, t_ours)):  # alternate who goes first
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        if len(t_ours) >= min_reps and time.perf_counter() - t_start > budget_s:
+            break
+    return statistics.median(t_ours), statistics.median(t_theirs), len(t_ours)
+
+
 def measure_peak_gflops(n=2048, reps=5):
-    """The machine's practical float32 peak: GFLOP/s of a large sgemm (``2n³`` flops) through
-    NumPy's BLAS, the best of ``reps``. (An FMA loop gives the theoretical peak; a large sgemm
-    is what a convolution built on GEMM can hope to reach.)"""
+    """The machine's practical float32 peak: GFLOP/s of large sgemms (``2n³`` flops each), one
+    per core, run at once on minicnn's task pool with single-threaded OpenBLAS (the way the
+    convolutions use the BLAS); the best of ``reps``. (An FMA loop gives the theoretical peak;
+    a large sgemm is what a convolution built on GEMM can hope to reach.)"""
+    from minicnn.kernels.cpu._threads import NUM_THREADS, run_tasks
+
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty((n, n), dtype=np.float32)
-    np.matmul(a, b, out=c)
+    outs = [np.empty((n, n), dtype=np.float32) for _ in range(NUM_THREADS)]
+
+    def gemm(i, _):
+        np.matmul(a, b, out=outs[i])
+
+    run_tasks(gemm, range(NUM_THREADS))
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        np.matmul(a, b, out=c)
+        run_tasks(gemm, range(NUM_THREADS))
         best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return NUM_THREADS * 2 * n ** 3 / best / 1e9

@@ -9,6 +9,15 @@ computes every ``x[n, c, ih, iw]`` as the sum of the column entries that read it
 threads ever write the same element (no races, no atomics, a deterministic result).
 An entry of row ``(kh, kw)`` read ``ih`` when ``ih + ph − kh·dh = oh·sh`` for an ``oh`` in
 ``[0, OH)``: the remainder must be 0 and the quotient in range.
+
+The convolution wrappers use the *block* kernels instead: serial, ``nogil`` (they run on the
+task pool of ``_threads.run_tasks``), one block of images, channels and output rows at a time,
+so the columns of a block stay in cache between im2col and the GEMM that reads them::
+
+    cols[i, c·kH·kW + kh·kW + kw, r·OW + ow] = x[n0 + i, c0 + c, (r0 + r)·sh − ph + kh·dh, ow·sw − pw + kw·dw]
+
+``col2im_block_add`` is its adjoint in scatter form (``gx[...] += cols[...]``); it is race-free
+because a task owns whole images of ``gx``.
 """
 import threading
 
@@ -60,6 +69,64 @@ def col2im_raw(cols, x, kH, kW, sh, sw, ph, pw, dh, dw, OH, OW):
                             continue
                         acc += cols[n, (c * kH + kh) * kW + kw, oh * OW + tw // sw]
                 x[n, c, ih, iw] = acc
+
+
+@njit(cache=True, inline="always")
+def _valid_ow(OW, W, sw, pw, kw, dw):
+    """[lo, hi): the output columns whose input column ow·sw − pw + kw·dw lies in [0, W)."""
+    a = pw - kw * dw
+    lo = max(0, (a + sw - 1) // sw)
+    hi = min(OW, (W - 1 + a) // sw + 1)
+    return lo, max(lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
+    """Fill ``cols`` (nb, Cb·kH·kW, rb·OW) from images ``n0…``, channels ``c0…``, output rows ``r0…``."""
+    nb, CK, B = cols.shape
+    rb, Cb = B // OW, CK // (kH * kW)
+    H, W = x.shape[2], x.shape[3]
+    for i in range(nb):
+        for c in range(Cb):
+            for kh in range(kH):
+                for kw in range(kW):
+                    row = (c * kH + kh) * kW + kw
+                    lo, hi = _valid_ow(OW, W, sw, pw, kw, dw)
+                    shift = kw * dw - pw
+                    for r in range(rb):
+                        ih = (r0 + r) * sh - ph + kh * dh
+                        out = cols[i, row, r * OW:(r + 1) * OW]
+                        if ih < 0 or ih >= H:
+                            out[:] = 0
+                            continue
+                        src = x[n0 + i, c0 + c, ih]
+                        out[:lo] = 0
+                        for ow in range(lo, hi):
+                            out[ow] = src[ow * sw + shift]
+                        out[hi:] = 0
+
+
+@njit(cache=True, nogil=True)
+def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
+    """``gx[n0 + i, c0 + c, ...] += cols[i, ...]``: the adjoint of :func:`im2col_block` (scatter)."""
+    nb, CK, B = cols.shape
+    rb, Cb = B // OW, CK // (kH * kW)
+    H, W = gx.shape[2], gx.shape[3]
+    for i in range(nb):
+        for c in range(Cb):
+            for kh in range(kH):
+                for kw in range(kW):
+                    row = (c * kH + kh) * kW + kw
+                    lo, hi = _valid_ow(OW, W, sw, pw, kw, dw)
+                    shift = kw * dw - pw
+                    for r in range(rb):
+                        ih = (r0 + r) * sh - ph + kh * dh
+                        if ih < 0 or ih >= H:
+                            continue
+                        src = cols[i, row, r * OW:(r + 1) * OW]
+                        dst = gx[n0 + i, c0 + c, ih]
+                        for ow in range(lo, hi):
+                            dst[ow * sw + shift] += src[ow]
 
 
 class Workspace:

@@ -1,11 +1,189 @@
-"""Thread-pool settings for the CPU kernels.
+"""Thread-pool settings for the CPU kernels, and the small task pool the convolutions run on.
 
-On small machines (2 cores) Numba's and OpenBLAS's pools spin while waiting and fight over the
-cores (one measured case: 423 ms vs 22 ms). We choose Numba's ``workqueue``/``omp`` layer with a
-passive wait policy unless the user already chose, and keep OpenBLAS from spinning.
+Why (measured on the 2-core shared machines, see DESIGN.md "Performance knobs"):
+
+- OpenBLAS's level-3 threads work in lockstep (they share packed panels and spin-wait for one
+  another), so when another process holds one of the two cores a 2-thread sgemm runs at *half*
+  the 1-thread speed (gemm 1024³: 22 ms with 1 thread, 45–49 ms with 2 on a loaded machine), and
+  Numba's and OpenBLAS's pools spinning against each other once cost 423 ms instead of 22 ms.
+- Independent single-threaded GEMMs on our own threads have no such coupling: a thread that
+  loses its core just takes fewer tasks. On a quiet machine they use both cores; on a loaded one
+  they degrade to about the 1-thread speed instead of collapsing.
+
+Defaults (each overridable by an environment variable set *before* ``import minicnn``):
+
+==========================  =========  ========================================================
+variable                    default    effect
+==========================  =========  ========================================================
+``MINICNN_BLAS_THREADS``    ``1``      threads of NumPy's OpenBLAS (set through its C API with
+                                       ctypes). Not applied when ``OPENBLAS_NUM_THREADS`` or
+                                       ``OMP_NUM_THREADS`` is set (then OpenBLAS obeys those).
+``MINICNN_NUM_THREADS``     CPU count  workers of :func:`run_tasks` (the conv kernels' pool).
+``OMP_WAIT_POLICY``         PASSIVE    Numba's ``omp`` layer (GNU libgomp) sleeps instead of
+                                       spinning between parallel regions.
+``KMP_BLOCKTIME``           ``0``      the same for Intel's OpenMP, if Numba picks it.
+``OPENBLAS_THREAD_TIMEOUT`` ``1``      OpenBLAS workers go to sleep almost at once.
+==========================  =========  ========================================================
+
+:func:`run_tasks` is the pool: persistent Python threads (they sleep on a lock, never spin)
+that pull task indices from a shared iterator (dynamic scheduling). The work inside a task is a
+``nogil`` Numba kernel or a NumPy GEMM, both of which release the GIL.
 """
+import ctypes
+import functools
 import os
+import threading
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("KMP_BLOCKTIME", "0")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+
+import numpy as np  # noqa: E402  (after the environment is set)
+
+_SET_THREADS_SYMBOLS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                        "openblas_set_num_threads64_", "openblas_set_num_threads")
+_GET_THREADS_SYMBOLS = tuple(s.replace("set_", "get_") for s in _SET_THREADS_SYMBOLS)
+
+
+@functools.lru_cache(maxsize=None)
+def _openblas_library():
+    """ctypes handle of the OpenBLAS NumPy loaded (found in /proc/self/maps), or None."""
+    np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure the BLAS is loaded
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if any(hasattr(lib, s) for s in _SET_THREADS_SYMBOLS):
+            return lib
+    return None
+
+
+def _blas_function(symbols):
+    lib = _openblas_library()
+    for name in symbols if lib is not None else ():
+        if hasattr(lib, name):
+            return getattr(lib, name)
+    return None
+
+
+def set_blas_threads(n):
+    """Set the number of OpenBLAS threads of NumPy; returns False when that BLAS was not found."""
+    fn = _blas_function(_SET_THREADS_SYMBOLS)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int]
+    fn(int(n))
+    return True
+
+
+def get_blas_threads():
+    """The number of OpenBLAS threads of NumPy, or None when that BLAS was not found."""
+    fn = _blas_function(_GET_THREADS_SYMBOLS)
+    return None if fn is None else int(fn())
+
+
+def _default_blas_threads():
+    if "OPENBLAS_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return int(os.environ.get("MINICNN_BLAS_THREADS", "1"))
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_blas = _default_blas_threads()
+if _blas is not None:
+    set_blas_threads(_blas)
+
+#: workers of :func:`run_tasks`
+NUM_THREADS = max(1, int(os.environ.get("MINICNN_NUM_THREADS", _cpu_count())))
+
+
+class _Pool:
+    """Persistent worker threads; ``run`` hands each a function and waits for all (no spinning)."""
+
+    def __init__(self, n_workers):
+        self.n_workers = n_workers
+        self._threads = []
+        self._lock = threading.Lock()  # one parallel region at a time (nested calls run inline)
+        self._jobs = [None] * n_workers
+        self._start = [threading.Semaphore(0) for _ in range(n_workers)]
+        self._done = threading.Semaphore(0)
+
+    def _ensure_started(self):
+        if not self._threads:
+            for i in range(self.n_workers):
+                t = threading.Thread(target=self._loop, args=(i,), name=f"minicnn-cpu-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _loop(self, i):
+        while True:
+            self._start[i].acquire()
+            self._jobs[i]()
+            self._done.release()
+
+    def run(self, worker, n_helpers):
+        """Run ``worker()`` on ``n_helpers`` pool threads and on the calling thread; wait for all."""
+        if not self._lock.acquire(blocking=False):
+            worker()  # called from inside a parallel region, or from another thread meanwhile
+            return
+        try:
+            self._ensure_started()
+            for i in range(n_helpers):
+                self._jobs[i] = worker
+                self._start[i].release()
+            worker()
+            for _ in range(n_helpers):
+                self._done.acquire()
+        finally:
+            self._lock.release()
+
+
+_POOL = _Pool(max(0, NUM_THREADS - 1))
+
+
+def run_tasks(task, tasks, make_state=None):
+    """Call ``task(t, state)`` for every ``t`` in ``tasks`` on up to ``NUM_THREADS`` threads.
+
+    Tasks are pulled from a shared iterator, so a thread that loses its core takes fewer of
+    them. Each thread has its own ``state = make_state()`` (e.g. a gradient accumulator); the
+    list of the states of the threads that ran at least one task is returned. The first
+    exception raised by a task is re-raised here.
+    """
+    tasks = list(tasks)
+    todo = iter(tasks)
+    states, errors = [], []
+
+    def worker():
+        state, ran = None, False
+        try:
+            for t in todo:  # next() on a list iterator is atomic under the GIL
+                if not ran:
+                    state, ran = (make_state() if make_state else None), True
+                task(t, state)
+        except BaseException as e:  # noqa: BLE001  (re-raised in the caller)
+            errors.append(e)
+            for _ in todo:  # drain, so the other threads stop
+                pass
+        if ran:
+            states.append(state)
+
+    n_helpers = min(len(tasks), NUM_THREADS) - 1
+    if n_helpers <= 0:
+        worker()
+    else:
+        _POOL.run(worker, n_helpers)
+    if errors:
+        raise errors[0]
+    return states

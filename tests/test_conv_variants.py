@@ -1,0 +1,168 @@
+"""Every CPU convolution path, forced one at a time, against the plain-loop reference (float64)
+and PyTorch (float32): im2col + GEMM (threaded row/image blocks), Winograd F(2×2, 3×3) for the
+forward and the input gradient, and the direct depthwise kernels. Shapes are drawn so that
+blocks, tiles and images have ragged edges (odd sizes, output sizes that are not multiples of 2,
+asymmetric implicit trailing padding), and the block planner is also exercised with tiny block
+sizes so that images are cut into many row blocks."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minicnn.kernels.cpu import conv as C
+from minicnn.kernels.cpu import conv_winograd as CW
+from minicnn.kernels.reference import conv as R
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+def rel_err(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
+    return np.abs(got - want).max(initial=0.0) / max(np.abs(want).max(initial=0.0), 1e-12)
+
+
+@pytest.fixture
+def force(monkeypatch):
+    def set_algorithm(name):
+        monkeypatch.setattr(C, "FORCE_ALGORITHM", name)
+    return set_algorithm
+
+
+@st.composite
+def geometries(draw, winograd=False, depthwise=False):
+    N = draw(st.integers(1, 3))
+    C_in = draw(st.integers(1, 5))
+    H, W = draw(st.integers(3, 11)), draw(st.integers(3, 11))
+    if winograd:
+        k, s, d, G = (3, 3), (1, 1), (1, 1), 1
+        C_out = draw(st.integers(1, 5))
+    else:
+        k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        s = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        d = (draw(st.integers(1, 2)), 1)
+        if depthwise:
+            C_in = max(C_in, 2)
+            G, C_out = C_in, C_in * draw(st.integers(1, 2))
+        else:
+            G = draw(st.sampled_from([g for g in (1, 2) if C_in % g == 0]))
+            C_out = G * draw(st.integers(1, 3))
+    p = (draw(st.integers(0, k[0] - 1)), draw(st.integers(0, k[1] - 1)))
+    # output size: the symmetric one, or one row/column more (asymmetric trailing padding)
+    out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip((H, W), k, s, p, d))
+    extra = draw(st.sampled_from([(0, 0), (1, 0), (0, 1)]))
+    out = (out[0] + extra[0], out[1] + extra[1])
+    return dict(N=N, C_in=C_in, C_out=C_out, H=H, W=W, k=k, s=s, p=p, d=d, G=G, out=out)
+
+
+def _data(g, dtype, seed=0):
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((g["N"], g["C_in"], g["H"], g["W"])).astype(dtype)
+    W = r.standard_normal((g["C_out"], g["C_in"] // g["G"]) + g["k"]).astype(dtype)
+    gy = r.standard_normal((g["N"], g["C_out"]) + g["out"]).astype(dtype)
+    return x, W, gy
+
+
+def _check_against_reference(g):
+    x, W, gy = _data(g, np.float64)
+    geo = (g["s"], g["p"], g["d"], g["G"])
+    np.testing.assert_allclose(C.conv2d_forward(x, W, *geo, g["out"]), R.conv2d_forward(x, W, *geo, g["out"]),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_backward_input(gy, W, (g["H"], g["W"]), *geo),
+                               R.conv2d_backward_input(gy, W, (g["H"], g["W"]), *geo), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_backward_weight(x, gy, g["k"], *geo),
+                               R.conv2d_backward_weight(x, gy, g["k"], *geo), rtol=1e-10, atol=1e-10)
+
+
+@settings(deadline=None)
+@given(geometries())
+@pytest.mark.parametrize("algorithm", ["im2col", None])
+def test_im2col_path_matches_reference(force, algorithm, g):
+    force(algorithm)
+    _check_against_reference(g)
+
+
+@settings(deadline=None)
+@given(geometries(winograd=True))
+def test_winograd_path_matches_reference(force, g):
+    force("winograd")
+    _check_against_reference(g)
+
+
+@settings(deadline=None)
+@given(geometries(depthwise=True))
+def test_depthwise_path_matches_reference(g):
+    assert C._is_depthwise(g["C_in"], g["G"])
+    _check_against_reference(g)
+
+
+def test_tiny_blocks_cut_images_into_many_row_blocks(force, monkeypatch):
+    """With 256-column blocks a 40×40 image is cut into row blocks: the results must not change."""
+    force("im2col")
+    monkeypatch.setattr(C, "_BLOCK_ELEMS", 1)
+    monkeypatch.setattr(CW, "_BLOCK_BYTES", 1)
+    g = dict(N=2, C_in=3, C_out=4, H=40, W=37, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1), G=1, out=(40, 37))
+    assert len(C._blocks(2, 40, 37, 27)) > 2 * 2
+    _check_against_reference(g)
+    force("winograd")
+    _check_against_reference(g)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+@pytest.mark.parametrize("shape", [(2, 16, 33, 31, 24, 1), (3, 20, 32, 32, 16, 0), (1, 17, 9, 12, 18, 2)])
+def test_paths_match_pytorch_float32(force, algorithm, shape):
+    """Forward, input and weight gradients of 3×3 stride-1 convolutions vs PyTorch (float32)."""
+    force(algorithm)
+    N, C_in, H, W_, C_out, p = shape
+    r = np.random.default_rng(1)
+    x = r.standard_normal((N, C_in, H, W_)).astype(np.float32)
+    W = (r.standard_normal((C_out, C_in, 3, 3)) * 0.2).astype(np.float32)
+    tx, tw = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(W).requires_grad_(True)
+    ty = TF.conv2d(tx, tw, padding=p)
+    gy = r.standard_normal(ty.shape).astype(np.float32)
+    ty.backward(torch.from_numpy(gy))
+    out = tuple(ty.shape[2:])
+    geo = ((1, 1), (p, p), (1, 1), 1)
+    assert rel_err(C.conv2d_forward(x, W, *geo, out), ty.detach().numpy()) < 1e-5
+    assert rel_err(C.conv2d_backward_input(gy, W, (H, W_), *geo), tx.grad.numpy()) < 1e-5
+    assert rel_err(C.conv2d_backward_weight(x, gy, (3, 3), *geo), tw.grad.numpy()) < 1e-5
+
+
+def test_depthwise_matches_pytorch_float32():
+    r = np.random.default_rng(2)
+    x = r.standard_normal((2, 6, 19, 23)).astype(np.float32)
+    W = r.standard_normal((12, 1, 3, 3)).astype(np.float32)
+    for s, p in [((1, 1), (1, 1)), ((2, 2), (0, 1))]:
+        tx, tw = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(W).requires_grad_(True)
+        ty = TF.conv2d(tx, tw, stride=s, padding=p, groups=6)
+        gy = r.standard_normal(ty.shape).astype(np.float32)
+        ty.backward(torch.from_numpy(gy))
+        geo = (s, p, (1, 1), 6)
+        assert rel_err(C.conv2d_forward(x, W, *geo, tuple(ty.shape[2:])), ty.detach().numpy()) < 1e-5
+        assert rel_err(C.conv2d_backward_input(gy, W, x.shape[2:], *geo), tx.grad.numpy()) < 1e-5
+        assert rel_err(C.conv2d_backward_weight(x, gy, (3, 3), *geo), tw.grad.numpy()) < 1e-5
+
+
+def test_dispatch_table():
+    """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions only."""
+    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # small image: im2col
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 3, 32, (32, 32))  # 3 input channels
+    assert not C._use_winograd((3, 3), (2, 2), (1, 1), 1, 64, 128, (28, 28))  # strided
+    assert not C._use_winograd((3, 3), (1, 1), (2, 2), 1, 64, 64, (56, 56))  # dilated
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 2, 64, 64, (56, 56))  # grouped
+
+
+def test_run_tasks_reraises_and_returns_states():
+    from minicnn.kernels.cpu._threads import run_tasks
+
+    states = run_tasks(lambda t, acc: acc.append(t), range(20), make_state=list)
+    assert sorted(v for s in states for v in s) == list(range(20))
+
+    def fail(t, _):
+        if t == 7:
+            raise ValueError("task 7")
+
+    with pytest.raises(ValueError, match="task 7"):
+        run_tasks(fail, range(20))
