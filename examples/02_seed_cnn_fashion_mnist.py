@@ -25,7 +25,7 @@ def main():
     a = p.parse_args()
     args = build_parser().parse_args(["--model", "seed", "--dataset", "fashion-mnist", "--epochs", str(a.epochs),
                                       "--batch-size", "64", "--lr", "1e-3", "--schedule", "cosine",
-                                      "--device", a.device, "--no-progress"]
+                                      "--device", a.device, "--no-augment", "--no-progress"]
                                      + (["--limit", str(a.limit)] if a.limit else []))
     summary = train(args)
     test = data.load_fashion_mnist("test", normalize=False)

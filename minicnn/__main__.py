@@ -22,13 +22,14 @@ def build_parser():
     for parser in (p, t):
         parser.add_argument("--model", default="basic", help="basic, seed, lenet5, resnet18, … (default basic)")
         parser.add_argument("--dataset", default="digits", choices=DATASETS)
-        parser.add_argument("--epochs", type=int, default=8)
-        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--epochs", type=int, default=15)
+        parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument("--lr", type=float, default=1e-3)
         parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd", "adamw"))
         parser.add_argument("--weight-decay", type=float, default=0.0)
         parser.add_argument("--schedule", default="cosine", choices=("none", "cosine", "step"))
-        parser.add_argument("--augment", action="store_true", help="random rotation/translation/zoom")
+        parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                            help="random rotation ±10°, translation ±2 px, zoom 0.9-1.1 (default on)")
         parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"))
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")

@@ -156,28 +156,43 @@ _POOL = _Pool(max(0, NUM_THREADS - 1))
 def run_tasks(task, tasks, make_state=None):
     """Call ``task(t, state)`` for every ``t`` in ``tasks`` on up to ``NUM_THREADS`` threads.
 
-    Tasks are pulled from a shared iterator, so a thread that loses its core takes fewer of
-    them. Each thread has its own ``state = make_state()`` (e.g. a gradient accumulator); the
-    list of the states of the threads that ran at least one task is returned. The first
+    Without ``make_state``, tasks are pulled from a shared iterator, so a thread that loses its
+    core takes fewer of them (each task writes its own part of the output: the order does not
+    matter). With ``make_state`` (e.g. a gradient accumulator per thread), the tasks are split
+    into ``NUM_THREADS`` contiguous chunks, chunk ``i`` accumulates into state ``i`` in task
+    order, and the states come back in chunk order: the caller's sum of the states is then the
+    same floating-point sum on every run (training is bitwise reproducible). The first
     exception raised by a task is re-raised here.
     """
     tasks = list(tasks)
-    todo = iter(tasks)
-    states, errors = [], []
+    errors = []
+    if make_state is not None:
+        n = max(1, min(len(tasks), NUM_THREADS))
+        bounds = [len(tasks) * i // n for i in range(n + 1)]
+        states = [None] * n
+        chunk_ids = iter(range(n))
 
-    def worker():
-        state, ran = None, False
-        try:
-            for t in todo:  # next() on a list iterator is atomic under the GIL
-                if not ran:
-                    state, ran = (make_state() if make_state else None), True
-                task(t, state)
-        except BaseException as e:  # noqa: BLE001  (re-raised in the caller)
-            errors.append(e)
-            for _ in todo:  # drain, so the other threads stop
-                pass
-        if ran:
-            states.append(state)
+        def worker():
+            for i in chunk_ids:  # next() on a range iterator is atomic under the GIL
+                try:
+                    state = make_state()
+                    for t in tasks[bounds[i]:bounds[i + 1]]:
+                        task(t, state)
+                    states[i] = state
+                except BaseException as e:  # noqa: BLE001  (re-raised in the caller)
+                    errors.append(e)
+    else:
+        states = []
+        todo = iter(tasks)
+
+        def worker():
+            try:
+                for t in todo:  # next() on a list iterator is atomic under the GIL
+                    task(t, None)
+            except BaseException as e:  # noqa: BLE001  (re-raised in the caller)
+                errors.append(e)
+                for _ in todo:  # drain, so the other threads stop
+                    pass
 
     n_helpers = min(len(tasks), NUM_THREADS) - 1
     if n_helpers <= 0:
@@ -186,4 +201,4 @@ def run_tasks(task, tasks, make_state=None):
         _POOL.run(worker, n_helpers)
     if errors:
         raise errors[0]
-    return states
+    return [st for st in states if st is not None]
