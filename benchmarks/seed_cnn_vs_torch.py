@@ -34,26 +34,39 @@ def to_ours_names(sd):
     return out
 
 
-def train_torch(torch, model, train_loader, test_set, epochs, lr, log):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+def fit(model, opt, sched, loss_of, accuracy, train_loader, epochs, label, log):
+    """The loop both libraries run: per epoch one timed pass over ``train_loader`` (``loss_of(x, y)``,
+    then zero_grad, backward, step), a scheduler step, and ``accuracy()`` on the test set in eval mode."""
     secs = []
     for epoch in range(epochs):
         model.train()
         t0 = time.perf_counter()
         for x, y in train_loader:
-            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+            loss = loss_of(x, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
         secs.append(time.perf_counter() - t0)
         sched.step()
         model.eval()
+        acc = accuracy()
+        log(f"  {label:<7} epoch {epoch + 1}: test accuracy {100 * acc:.2f}%  {secs[-1]:.1f} s")
+    return acc, secs
+
+
+def train_torch(torch, model, train_loader, test_set, epochs, lr, log):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+
+    def loss_of(x, y):
+        return torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+
+    def accuracy():
         with torch.no_grad():
             pred = model(torch.from_numpy(test_set.images)).argmax(1).numpy()
-        acc = float((pred == test_set.labels).mean())
-        log(f"  torch   epoch {epoch + 1}: test accuracy {100 * acc:.2f}%  {secs[-1]:.1f} s")
-    return acc, secs
+        return float((pred == test_set.labels).mean())
+
+    return fit(model, opt, sched, loss_of, accuracy, train_loader, epochs, "torch", log)
 
 
 def train_ours(model, train_loader, test_set, epochs, lr, log):
@@ -63,24 +76,17 @@ def train_ours(model, train_loader, test_set, epochs, lr, log):
 
     opt = optim.Adam(model.parameters(), lr=lr)
     sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    secs = []
-    for epoch in range(epochs):
-        model.train()
-        t0 = time.perf_counter()
-        for x, y in train_loader:
-            loss = F.cross_entropy(model(mc.Tensor(x)), mc.Tensor(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        secs.append(time.perf_counter() - t0)
-        sched.step()
-        model.eval()
+
+    def loss_of(x, y):
+        return F.cross_entropy(model(mc.Tensor(x)), mc.Tensor(y))
+
+    def accuracy():
         with mc.no_grad():
             logits = np.concatenate([model(mc.Tensor(test_set.images[i:i + 1000])).numpy()
                                      for i in range(0, len(test_set), 1000)])
-        acc = float((logits.argmax(1) == test_set.labels).mean())
-        log(f"  minicnn epoch {epoch + 1}: test accuracy {100 * acc:.2f}%  {secs[-1]:.1f} s")
-    return acc, secs
+        return float((logits.argmax(1) == test_set.labels).mean())
+
+    return fit(model, opt, sched, loss_of, accuracy, train_loader, epochs, "minicnn", log)
 
 
 def main(argv=None):

@@ -40,7 +40,8 @@ def main():
     summary = dict(test_accuracy=history[-1]["val_acc"], epochs=a.epochs, train_images=len(train_set),
                    seconds_per_epoch=sum(h["seconds"] for h in history) / len(history),
                    parameters=sum(p.size for p in model.parameters()))
-    json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
     print(summary)
 
 

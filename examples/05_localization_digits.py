@@ -51,7 +51,7 @@ def main():
         for i in range(0, len(order), 64):
             idx = order[i:i + 64]
             logits, boxes = model(mc.Tensor(x_tr[idx], device=a.device))
-            loss, lc, lr = localization_loss(logits, boxes, mc.Tensor(y_tr[idx], device=a.device),
+            loss, loss_cls, loss_box = localization_loss(logits, boxes, mc.Tensor(y_tr[idx], device=a.device),
                                              mc.Tensor(b_tr[idx], device=a.device), a.alpha)
             opt.zero_grad()
             loss.backward()
@@ -61,12 +61,14 @@ def main():
         acc, miou, pred_boxes, pred = evaluate(model, x_te, y_te, boxes_te, a.device)
         print(f"epoch {epoch}: loss {np.mean(total):.4f}  test accuracy {100 * acc:.2f}%  mean IoU {miou:.3f}  "
               f"({time.perf_counter() - t0:.1f} s)")
-    raw = x_te[:16] * data.digits_mean_std()[1] + data.digits_mean_std()[0]
+    mean, std = data.digits_mean_std()
+    raw = x_te[:16] * std + mean
     viz.plot_images(raw, os.path.join(OUT, "predictions.png"), labels=y_te[:16], preds=pred[:16],
                     boxes=boxes_te[:16], pred_boxes=pred_boxes[:16],
                     title=f"accuracy {100 * acc:.1f}%, mean IoU {miou:.2f} (green truth, red prediction)")
     summary = dict(test_accuracy=acc, mean_iou=miou, epochs=a.epochs, train_images=a.train)
-    json.dump(summary, open(os.path.join(OUT, "summary.json"), "w"), indent=1)
+    with open(os.path.join(OUT, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
     print(summary)
 
 

@@ -299,7 +299,10 @@ def ones(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def randn(*shape, dtype=None, device=None, requires_grad=False, rng=None):
-    rng = rng if rng is not None else np.random.default_rng()
+    """Standard normal samples, drawn from ``rng`` or the global generator (``minicnn.manual_seed``)."""
+    from .random import get_rng
+
+    rng = get_rng(rng)
     return _make(
         lambda xp: lambda s, dtype: xp.asarray(rng.standard_normal(s).astype(dtype)),
         shape, dtype, device, requires_grad,

@@ -389,3 +389,19 @@ def test_parameter_assignment_rules():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         lin.nope
     assert "Parameter containing" in repr(lin.bias)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "zeros"])
+@pytest.mark.parametrize("k,d", [(3, 1), (4, 2), (2, 1)])
+def test_conv2d_same_padding_with_padding_modes_matches_torch(mode, k, d):
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    ours = nn.Conv2d(2, 3, k, padding="same", dilation=d, padding_mode=mode)
+    theirs = torch.nn.Conv2d(2, 3, k, padding="same", dilation=d, padding_mode=mode)
+    ours.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).random((1, 2, 7, 6)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = theirs(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ours(mc.tensor(x)).numpy(), want, rtol=1e-5, atol=1e-6)

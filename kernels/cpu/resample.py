@@ -72,42 +72,43 @@ def _bilinear_backward(gy, gx, h0, h1, lh, w0, w1, lw):
                 gx[p, b, d] += bh * bw * g
 
 
-def _planes(a):
-    a = np.ascontiguousarray(a)
-    return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
-
-
 def _tables(*arrays):
     return tuple(np.ascontiguousarray(a) for a in arrays)
 
 
+def _forward(kernel, x, out_hw, tables):
+    """Run a forward kernel over the ``N·C`` planes of ``x``: ``y (N, C, *out_hw)``."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    y = np.empty((N, C) + tuple(out_hw), dtype=x.dtype)
+    kernel(x.reshape(N * C, H, W), y.reshape(N * C, *out_hw), *_tables(*tables))
+    return y
+
+
+def _backward(kernel, gy, in_hw, tables):
+    """Run a backward kernel over the ``N·C`` planes of ``gy``: ``gx (N, C, *in_hw)``, zero-filled first."""
+    gy = np.ascontiguousarray(gy)
+    N, C, OH, OW = gy.shape
+    gx = np.zeros((N, C) + tuple(in_hw), dtype=gy.dtype)
+    kernel(gy.reshape(N * C, OH, OW), gx.reshape(N * C, *in_hw), *_tables(*tables))
+    return gx
+
+
 def upsample_nearest2d_forward(x, src_h, src_w):
     """y[n, c, oh, ow] = x[n, c, src_h[oh], src_w[ow]]."""
-    N, C = x.shape[:2]
-    y = np.empty((N, C, len(src_h), len(src_w)), dtype=x.dtype)
-    _nearest(_planes(x), y.reshape(N * C, len(src_h), len(src_w)), *_tables(src_h, src_w))
-    return y
+    return _forward(_nearest, x, (len(src_h), len(src_w)), (src_h, src_w))
 
 
 def upsample_nearest2d_backward(gy, in_hw, src_h, src_w):
     """gx[n, c, h, w] = Σ_{src_h[oh] = h, src_w[ow] = w} gy[n, c, oh, ow]."""
-    N, C = gy.shape[:2]
-    gx = np.zeros((N, C) + tuple(in_hw), dtype=gy.dtype)
-    _nearest_backward(_planes(gy), gx.reshape(N * C, *in_hw), *_tables(src_h, src_w))
-    return gx
+    return _backward(_nearest_backward, gy, in_hw, (src_h, src_w))
 
 
 def upsample_bilinear2d_forward(x, h0, h1, lh, w0, w1, lw):
     """Bilinear blend of the four taps ``(h0|h1, w0|w1)`` with weights ``(1−lh|lh)·(1−lw|lw)``."""
-    N, C = x.shape[:2]
-    y = np.empty((N, C, len(h0), len(w0)), dtype=x.dtype)
-    _bilinear(_planes(x), y.reshape(N * C, len(h0), len(w0)), *_tables(h0, h1, lh, w0, w1, lw))
-    return y
+    return _forward(_bilinear, x, (len(h0), len(w0)), (h0, h1, lh, w0, w1, lw))
 
 
 def upsample_bilinear2d_backward(gy, in_hw, h0, h1, lh, w0, w1, lw):
     """The transpose of the forward blend: each gy spread over its four taps."""
-    N, C = gy.shape[:2]
-    gx = np.zeros((N, C) + tuple(in_hw), dtype=gy.dtype)
-    _bilinear_backward(_planes(gy), gx.reshape(N * C, *in_hw), *_tables(h0, h1, lh, w0, w1, lw))
-    return gx
+    return _backward(_bilinear_backward, gy, in_hw, (h0, h1, lh, w0, w1, lw))

@@ -15,6 +15,11 @@ def _geometry_args(kernel_hw, stride, padding, dilation, out_hw):
     return tuple(np.int32(v) for v in (*kernel_hw, *stride, *padding, *dilation, *out_hw))
 
 
+def _launch(be, name, dtype, total, args):
+    """Run kernel ``name`` of conv.cu with one thread per element of a ``total``-element array."""
+    be.function(_CU, name, dtype)(be.grid_1d(total), (be.BLOCK,), args)
+
+
 def _is_pointwise(kernel_hw, stride, padding, in_hw, out_hw):
     return (tuple(kernel_hw) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
             and tuple(in_hw) == tuple(out_hw))
@@ -30,10 +35,9 @@ def im2col(be, x, kernel_hw, stride, padding, dilation, out_hw):
     N, C, H, W = x.shape
     (kH, kW), (OH, OW) = kernel_hw, out_hw
     cols = be.xp.empty((N, C * kH * kW, OH * OW), dtype=x.dtype)
-    total = cols.size
-    k = be.function(_CU, "im2col", x.dtype)
-    k(be.grid_1d(total), (be.BLOCK,), (x, cols, np.int64(total), np.int32(C), np.int32(H), np.int32(W),
-                                       *_geometry_args(kernel_hw, stride, padding, dilation, out_hw)))
+    _launch(be, "im2col", x.dtype, cols.size,
+            (x, cols, np.int64(cols.size), np.int32(C), np.int32(H), np.int32(W),
+             *_geometry_args(kernel_hw, stride, padding, dilation, out_hw)))
     return cols
 
 
@@ -43,11 +47,21 @@ def col2im(be, cols, x_hw, kernel_hw, stride, padding, dilation, out_hw):
     (kH, kW), (H, W) = kernel_hw, x_hw
     N, C = cols.shape[0], cols.shape[1] // (kH * kW)
     x = be.xp.empty((N, C, H, W), dtype=cols.dtype)
-    total = x.size
-    k = be.function(_CU, "col2im", cols.dtype)
-    k(be.grid_1d(total), (be.BLOCK,), (cols, x, np.int64(total), np.int32(C), np.int32(H), np.int32(W),
-                                       *_geometry_args(kernel_hw, stride, padding, dilation, out_hw)))
+    _launch(be, "col2im", cols.dtype, x.size,
+            (cols, x, np.int64(x.size), np.int32(C), np.int32(H), np.int32(W),
+             *_geometry_args(kernel_hw, stride, padding, dilation, out_hw)))
     return x
+
+
+def _grouped_columns(be, x, kernel_hw, stride, padding, dilation, out_hw, groups):
+    """im2col of ``x`` split by group, ``(N, G, Cg·kH·kW, OH·OW)``; a 1×1 conv needs no copy."""
+    N, C_in, H, W = x.shape
+    kH, kW = kernel_hw
+    OH, OW = out_hw
+    if _is_pointwise(kernel_hw, stride, padding, (H, W), out_hw):
+        return x.reshape(N, groups, C_in // groups, H * W)
+    cols = im2col(be, x, kernel_hw, stride, padding, dilation, out_hw)
+    return cols.reshape(N, groups, C_in // groups * kH * kW, OH * OW)
 
 
 def _depthwise_args(C_in, C_out, H, W, kernel_hw, stride, padding, dilation, out_hw):
@@ -65,15 +79,12 @@ def conv2d_forward(be, x, W, stride, padding, dilation, groups, out_hw):
     G, Mg = groups, C_out // groups
     if _is_depthwise(C_in, G):
         y = xp.empty((N, C_out, OH, OW), dtype=x.dtype)
-        k = be.function(_CU, "depthwise_forward", x.dtype)
-        k(be.grid_1d(y.size), (be.BLOCK,),
-          (x, W, y, np.int64(y.size), *_depthwise_args(C_in, C_out, H, Wd, (kH, kW), stride, padding, dilation, out_hw)))
+        _launch(be, "depthwise_forward", x.dtype, y.size,
+                (x, W, y, np.int64(y.size),
+                 *_depthwise_args(C_in, C_out, H, Wd, (kH, kW), stride, padding, dilation, out_hw)))
         return y
     Wg = W.reshape(G, Mg, Cg * kH * kW)
-    if _is_pointwise((kH, kW), stride, padding, (H, Wd), out_hw):
-        cols = x.reshape(N, G, Cg, H * Wd)
-    else:
-        cols = im2col(be, x, (kH, kW), stride, padding, dilation, out_hw).reshape(N, G, Cg * kH * kW, OH * OW)
+    cols = _grouped_columns(be, x, (kH, kW), stride, padding, dilation, out_hw, G)
     return xp.matmul(Wg, cols).reshape(N, C_out, OH, OW)
 
 
@@ -88,10 +99,9 @@ def conv2d_backward_input(be, gy, W, x_hw, stride, padding, dilation, groups):
     C_in = Cg * G
     if _is_depthwise(C_in, G):
         gx = xp.empty((N, C_in, H, Wd), dtype=gy.dtype)
-        k = be.function(_CU, "depthwise_backward_input", gy.dtype)
-        k(be.grid_1d(gx.size), (be.BLOCK,),
-          (gy, W, gx, np.int64(gx.size), *_depthwise_args(C_in, C_out, H, Wd, (kH, kW), stride, padding, dilation,
-                                                          (OH, OW))))
+        _launch(be, "depthwise_backward_input", gy.dtype, gx.size,
+                (gy, W, gx, np.int64(gx.size),
+                 *_depthwise_args(C_in, C_out, H, Wd, (kH, kW), stride, padding, dilation, (OH, OW))))
         return gx
     WgT = W.reshape(G, Mg, Cg * kH * kW).transpose(0, 2, 1)
     cols = xp.matmul(WgT, gy.reshape(N, G, Mg, OH * OW))
@@ -110,14 +120,10 @@ def conv2d_backward_weight(be, x, gy, kernel_hw, stride, padding, dilation, grou
     G, Mg, Cg = groups, C_out // groups, C_in // groups
     if _is_depthwise(C_in, G):
         gW = xp.empty((C_out, 1, kH, kW), dtype=x.dtype)
-        k = be.function(_CU, "depthwise_backward_weight", x.dtype)
-        k(be.grid_1d(gW.size), (be.BLOCK,),
-          (x, gy, gW, np.int32(gW.size), np.int32(N),
-           *_depthwise_args(C_in, C_out, H, Wd, kernel_hw, stride, padding, dilation, (OH, OW))))
+        _launch(be, "depthwise_backward_weight", x.dtype, gW.size,
+                (x, gy, gW, np.int32(gW.size), np.int32(N),
+                 *_depthwise_args(C_in, C_out, H, Wd, kernel_hw, stride, padding, dilation, (OH, OW))))
         return gW
-    if _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW)):
-        cols = x.reshape(N, G, Cg, H * Wd)
-    else:
-        cols = im2col(be, x, kernel_hw, stride, padding, dilation, (OH, OW)).reshape(N, G, Cg * kH * kW, OH * OW)
+    cols = _grouped_columns(be, x, kernel_hw, stride, padding, dilation, (OH, OW), G)
     gW = xp.matmul(gy.reshape(N, G, Mg, OH * OW), cols.transpose(0, 1, 3, 2)).sum(axis=0)
     return gW.reshape(C_out, Cg, kH, kW)

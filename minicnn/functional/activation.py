@@ -89,8 +89,7 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        m = x.max(axis=dim, keepdims=True)
-        e = ctx.xp.exp(x - m)
+        e = ctx.xp.exp(_minus_max(x, dim))
         y = e / e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
         ctx.dim = dim
@@ -108,8 +107,7 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        m = x.max(axis=dim, keepdims=True)
-        shifted = x - m
+        shifted = _minus_max(x, dim)
         y = shifted - ctx.xp.log(ctx.xp.exp(shifted).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(y)
         ctx.dim = dim
@@ -144,6 +142,12 @@ def stable_sigmoid(xp, x):
     """σ(x) without overflow: e^x/(1+e^x) for x < 0, 1/(1+e^-x) otherwise."""
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _minus_max(x, dim):
+    """``x − max(x)`` along ``dim``: every ``e^(x − m)`` is then in (0, 1], so the sums of
+    softmax and log_softmax cannot overflow, and the largest term is exactly 1."""
+    return x - x.max(axis=dim, keepdims=True)
 
 
 def _check_dim(op, x, dim):

@@ -50,6 +50,13 @@ class _ConvBase(Function):
         return x, W
 
     @staticmethod
+    def _restore(ctx, gy):
+        """What backward needs, as 2-D arrays: ``(x, W, gy, (stride, padding, dilation, groups))``."""
+        x, W = ctx.saved
+        gy = _add_unit_axis(gy) if ctx.dims == 1 else gy
+        return x, W, gy, ctx.params
+
+    @staticmethod
     def _finish(ctx, y, b):
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
@@ -76,16 +83,13 @@ class Conv2d(_ConvBase):
     @staticmethod
     def forward(ctx, x, W, b=None, dims=2, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                 out_hw=None):
-        params = (stride, padding, dilation, groups)
-        x, W = _ConvBase._prepare(ctx, x, W, dims, params)
+        x, W = _ConvBase._prepare(ctx, x, W, dims, (stride, padding, dilation, groups))
         y = ctx.kernels.conv2d_forward(x, W, stride, padding, dilation, groups, out_hw)
         return _ConvBase._finish(ctx, y, b)
 
     @staticmethod
     def backward(ctx, gy):
-        x, W = ctx.saved
-        stride, padding, dilation, groups = ctx.params
-        gy = _add_unit_axis(gy) if ctx.dims == 1 else gy
+        x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
         gx = gW = None
         if ctx.needs_input_grad[0]:
             gx = ctx.kernels.conv2d_backward_input(gy, W, x.shape[2:], stride, padding, dilation, groups)
@@ -103,16 +107,13 @@ class ConvTranspose2d(_ConvBase):
     @staticmethod
     def forward(ctx, x, W, b=None, dims=2, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                 out_hw=None):
-        params = (stride, padding, dilation, groups)
-        x, W = _ConvBase._prepare(ctx, x, W, dims, params)
+        x, W = _ConvBase._prepare(ctx, x, W, dims, (stride, padding, dilation, groups))
         y = ctx.kernels.conv2d_backward_input(x, W, out_hw, stride, padding, dilation, groups)
         return _ConvBase._finish(ctx, y, b)
 
     @staticmethod
     def backward(ctx, gy):
-        x, W = ctx.saved
-        stride, padding, dilation, groups = ctx.params
-        gy = _add_unit_axis(gy) if ctx.dims == 1 else gy
+        x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
         gx = gW = None
         if ctx.needs_input_grad[0]:
             gx = ctx.kernels.conv2d_forward(gy, W, stride, padding, dilation, groups, x.shape[2:])
@@ -123,6 +124,11 @@ class ConvTranspose2d(_ConvBase):
 
 # ---- validation ---------------------------------------------------------------------------------
 _LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)"}
+
+
+def _weight_layout(channels, dims):
+    """``"(C_out, C_in/groups, kH, kW)"`` and the like, for error messages."""
+    return f"({channels}, k)" if dims == 1 else f"({channels}, kH, kW)"
 
 
 def _check_tensors(op, x, weight, bias, dims, weight_layout):
@@ -172,7 +178,7 @@ def _conv_padding(op, padding, kernel, stride, dilation, dims):
 
 
 def _conv(op, dims, x, weight, bias, stride, padding, dilation, groups):
-    _check_tensors(op, x, weight, bias, dims, "(C_out, C_in/groups" + (", k)" if dims == 1 else ", kH, kW)"))
+    _check_tensors(op, x, weight, bias, dims, _weight_layout("C_out, C_in/groups", dims))
     C_in, C_out = x.shape[1], weight.shape[0]
     groups = _check_groups(op, groups, C_in)
     if C_out % groups:
@@ -194,14 +200,11 @@ def _conv(op, dims, x, weight, bias, stride, padding, dilation, groups):
         out = tuple(sizes)
     else:
         out = output_shape(sizes, kernel, stride, sym, dilation, op=op)
-    to2d = (lambda t: (1,) + t) if dims == 1 else (lambda t: t)
-    inputs = (x, weight) if bias is None else (x, weight, bias)
-    return Conv2d.apply(*inputs, dims=dims, stride=to2d(stride), padding=(0,) * (2 - dims) + lead,
-                        dilation=to2d(dilation), groups=groups, out_hw=to2d(out))
+    return _apply_2d(Conv2d, dims, x, weight, bias, stride, lead, dilation, groups, out)
 
 
 def _conv_transpose(op, dims, x, weight, bias, stride, padding, output_padding, groups, dilation):
-    _check_tensors(op, x, weight, bias, dims, "(C_in, C_out/groups" + (", k)" if dims == 1 else ", kH, kW)"))
+    _check_tensors(op, x, weight, bias, dims, _weight_layout("C_in, C_out/groups", dims))
     C_in = x.shape[1]
     groups = _check_groups(op, groups, C_in)
     if weight.shape[0] != C_in:
@@ -225,10 +228,17 @@ def _conv_transpose(op, dims, x, weight, bias, stride, padding, output_padding, 
     out = tuple(transposed_output_size(n, k, s, p, d, op_, op=op, axis=axis)
                 for axis, (n, k, s, p, d, op_) in enumerate(zip(x.shape[2:], kernel, stride, padding, dilation,
                                                                output_padding)))
-    to2d = (lambda t: (1,) + t) if dims == 1 else (lambda t: t)
+    return _apply_2d(ConvTranspose2d, dims, x, weight, bias, stride, padding, dilation, groups, out)
+
+
+def _apply_2d(fn, dims, x, weight, bias, stride, padding, dilation, groups, out):
+    """Run ``fn`` (Conv2d or ConvTranspose2d) on validated arguments; 1-D geometry gets the
+    unit H axis (stride 1, padding 0, dilation 1, output size 1) in front."""
+    if dims == 1:
+        stride, padding, dilation, out = (1,) + stride, (0,) + padding, (1,) + dilation, (1,) + out
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return ConvTranspose2d.apply(*inputs, dims=dims, stride=to2d(stride), padding=(0,) * (2 - dims) + padding,
-                                 dilation=to2d(dilation), groups=groups, out_hw=to2d(out))
+    return fn.apply(*inputs, dims=dims, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                    out_hw=out)
 
 
 # ---- public API ---------------------------------------------------------------------------------

@@ -4,7 +4,26 @@ from collections import OrderedDict
 from .module import Module
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: children named ``0, 1, ...``, indexed by position."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return self._slice(idx)
+        return list(self._modules.values())[_index(idx, len(self))]
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Modules applied in order; children named ``0, 1, ...`` (or by an OrderedDict's keys).
 
     Example: ``nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten())``.
@@ -24,52 +43,29 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
-        return list(self._modules.values())[_index(idx, len(self))]
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
+    def _slice(self, idx):
+        """A Sequential of the selected children, keeping their names (as PyTorch)."""
+        return Sequential(OrderedDict(list(self._modules.items())[idx]))
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules whose parameters are registered (a plain list would hide them)."""
 
     def __init__(self, modules=()):
         super().__init__()
-        for m in modules:
-            self.append(m)
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
+        self.extend(modules)
 
     def extend(self, modules):
         for m in modules:
             self.append(m)
         return self
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return ModuleList(list(self._modules.values())[idx])
-        return list(self._modules.values())[_index(idx, len(self))]
-
     def __setitem__(self, idx, module):
         self.add_module(str(_index(idx, len(self))), module)
+
+    def _slice(self, idx):
+        """A ModuleList of the selected children, renumbered from 0."""
+        return ModuleList(list(self._modules.values())[idx])
 
 
 class ModuleDict(Module):

@@ -57,14 +57,23 @@ class _ConvNd(Module):
     def _explicit_padding(self, x):
         """padding_mode 'reflect'/'replicate': pad with F.pad, then convolve with padding 0."""
         pads = []
-        for p in reversed(self.padding):
-            pads += [p, p]
+        for axis, p in reversed(list(enumerate(self._padding_amounts()))):
+            pads += list(p)
         return F.pad(x, tuple(pads), mode=self.padding_mode), 0
+
+    def _padding_amounts(self):
+        """(before, after) per spatial axis; ``"same"`` splits d·(k−1) with the extra one after, as PyTorch."""
+        if self.padding == "valid":
+            return [(0, 0)] * self.dims
+        if self.padding == "same":
+            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+            return [(t // 2, t - t // 2) for t in totals]
+        return [(p, p) for p in self.padding]
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * self.dims:
-            s += f", padding={self.padding if isinstance(self.padding, str) else self.padding}"
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
         if self.dilation != (1,) * self.dims:
             s += f", dilation={self.dilation}"
         if self.output_padding != (0,) * self.dims:
@@ -78,44 +87,37 @@ class _ConvNd(Module):
         return s
 
 
-class Conv2d(_ConvNd):
+class _Conv(_ConvNd):
+    """Conv1d and Conv2d: PyTorch's constructor; forward is F.conv1d or F.conv2d (by ``dims``),
+    after an explicit F.pad for padding_mode 'reflect'/'replicate'."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", dtype=np.float32):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, dtype=dtype)
+
+    def forward(self, x):
+        self._check(x)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            x, padding = self._explicit_padding(x)
+        conv = F.conv1d if self.dims == 1 else F.conv2d
+        return conv(x, self.weight, self.bias, stride=self.stride, padding=padding,
+                    dilation=self.dilation, groups=self.groups)
+
+
+class Conv2d(_Conv):
     """2-D convolution (cross-correlation, as PyTorch) over (N, C_in, H, W) → (N, C_out, H', W').
 
     ``H' = ⌊(H + 2p − d(k − 1) − 1)/s⌋ + 1`` per axis. Example: ``nn.Conv2d(1, 8, 3, padding=1)``.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", dtype=np.float32):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, dtype=dtype)
 
-    def forward(self, x):
-        self._check(x)
-        padding = self.padding
-        if self.padding_mode != "zeros":
-            x, padding = self._explicit_padding(x)
-        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=padding,
-                        dilation=self.dilation, groups=self.groups)
-
-
-class Conv1d(_ConvNd):
+class Conv1d(_Conv):
     """1-D convolution over (N, C_in, L) → (N, C_out, L')."""
 
     dims = 1
     layout = "NCL"
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", dtype=np.float32):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, dtype=dtype)
-
-    def forward(self, x):
-        self._check(x)
-        padding = self.padding
-        if self.padding_mode != "zeros":
-            x, padding = self._explicit_padding(x)
-        return F.conv1d(x, self.weight, self.bias, stride=self.stride, padding=padding,
-                        dilation=self.dilation, groups=self.groups)
 
 
 class ConvTranspose2d(_ConvNd):

@@ -168,27 +168,27 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def _named_members(self, registry, recurse):
+    def _named_members(self, registry, prefix, recurse):
+        """(dotted name, tensor) of ``registry`` (``"_parameters"`` or ``"_buffers"``) over this
+        module and, with ``recurse``, every descendant; a tensor shared by two modules once."""
         seen = set()
-        mods = self.named_modules() if recurse else [("", self)]
-        for prefix, m in mods:
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_prefix, m in mods:
             for name, t in getattr(m, registry).items():
                 if t is None or id(t) in seen:
                     continue
                 seen.add(id(t))
-                yield (f"{prefix}.{name}" if prefix else name), t
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), t
 
     def named_parameters(self, prefix="", recurse=True):
-        for name, p in self._named_members("_parameters", recurse):
-            yield (f"{prefix}.{name}" if prefix else name), p
+        return self._named_members("_parameters", prefix, recurse)
 
     def parameters(self, recurse=True):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix="", recurse=True):
-        for name, b in self._named_members("_buffers", recurse):
-            yield (f"{prefix}.{name}" if prefix else name), b
+        return self._named_members("_buffers", prefix, recurse)
 
     def buffers(self, recurse=True):
         for _, b in self.named_buffers(recurse=recurse):
