@@ -172,3 +172,10 @@ def test_error_messages_for_shapes():
         F.reshape(mc.zeros(2, 3), (4,))
     with pytest.raises(ValueError, match="cat: input 1 has shape"):
         F.cat([mc.zeros(2, 3), mc.zeros(3, 3)], axis=1)
+
+
+def test_logsumexp_of_infinite_slices_matches_numpy():
+    a = np.array([[-np.inf, -np.inf], [np.inf, 1.0], [1.0, 2.0]])
+    with np.errstate(invalid="ignore"):
+        want = np.log(np.sum(np.exp(a), axis=1))
+    np.testing.assert_allclose(F.logsumexp(mc.tensor(a), axis=1).numpy(), want, rtol=1e-15)

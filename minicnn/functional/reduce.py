@@ -110,15 +110,24 @@ class LogSumExp(Function):
         ctx.axes = _axes(axis, x.ndim)
         ctx.shape, ctx.keepdims = x.shape, keepdims
         m = x.max(axis=ctx.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))  # an all -inf (or +inf) slice: no shift
         e = xp.exp(x - m)
         s = e.sum(axis=ctx.axes, keepdims=True)
-        ctx.save_for_backward(e / s)
-        y = m + xp.log(s)
+        with _quiet(xp):  # an all -inf slice: log 0 = -inf is the right value; its softmax is undefined
+            ctx.save_for_backward(e / s)
+            y = m + xp.log(s)
         return y if keepdims else y.reshape([n for i, n in enumerate(x.shape) if i not in ctx.axes])
 
     @staticmethod
     def backward(ctx, gy):
         return _expand(gy, ctx.shape, ctx.axes, ctx.keepdims) * ctx.saved[0]
+
+
+def _quiet(xp):
+    """NumPy's errstate (division warnings off) on the CPU; nothing on CuPy."""
+    import contextlib
+
+    return xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
 
 
 def sum(x, axis=None, keepdims=False):
