@@ -97,6 +97,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # one wait policy for both OpenMP pools (see run.py)
     import torch
 
     from minicnn import data, models

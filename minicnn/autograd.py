@@ -178,8 +178,10 @@ def backward(root, grad=None):
         gys = grads.pop(id(ctx), None)
         if gys is None:
             continue
+        # an output that received no gradient contributes zeros; integer outputs (argmax
+        # indices) are not differentiable and get None
         gys = [
-            xp.zeros(s, dtype=d) if g is None else g
+            (xp.zeros(s, dtype=d) if d.kind == "f" else None) if g is None else g
             for g, s, d in zip(gys, ctx.output_shapes, ctx.output_dtypes)
         ]
         gxs = ctx.fn.backward(ctx, *gys)

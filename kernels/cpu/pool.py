@@ -3,11 +3,16 @@
 Arrays are viewed as ``(P, H, W)`` with ``P = N·C`` planes; ``prange`` runs over planes, so
 every backward is a scatter inside a plane that one thread owns (no races, no atomics). The
 scatter visits outputs in row-major order, the same order as the GPU's gather loops.
+
+Max and average pooling with non-overlapping windows (``kernel = stride = 2`` and the like: no
+padding, no dilation, no ``ceil_mode`` overhang) take the fast paths of ``_pool_fast.py`` (run
+as plane-range tasks on ``_threads.run_tasks``), which give the same bits as the general kernels here.
 """
 import numpy as np
 from numba import njit, prange
 
 from ..geometry import output_shape
+from . import _pool_fast as fast
 
 KERNELS = (
     "max_pool2d_forward", "max_pool2d_backward",
@@ -181,8 +186,13 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode):
     OH, OW = output_shape((H, W), kernel, stride, padding, dilation, ceil_mode, "max_pool2d")
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     idx = np.empty((N, C, OH, OW), dtype=np.int64)
-    _max_pool(_planes(x), y.reshape(N * C, OH, OW), idx.reshape(N * C, OH, OW),
-              *kernel, *stride, *padding, *dilation)
+    xp, yp, ip = _planes(x), y.reshape(N * C, OH, OW), idx.reshape(N * C, OH, OW)
+    if not fast.non_overlapping((H, W), (OH, OW), kernel, stride, padding, dilation):
+        _max_pool(xp, yp, ip, *kernel, *stride, *padding, *dilation)
+    elif fast.is_2x2(kernel, stride):
+        fast.over_planes(fast.max_pool_2x2, N * C, xp, yp, ip)
+    else:
+        fast.over_planes(fast.max_pool_non_overlapping, N * C, xp, yp, ip, *kernel, *stride)
     return y, idx
 
 
@@ -197,7 +207,16 @@ def _scatter_add(src, idx, out_hw):
 
 def max_pool2d_backward(gy, idx, in_hw, kernel, stride, padding, dilation):
     """gx (N, C, H, W): each gy goes to the input element its window's ``idx`` names."""
-    return _scatter_add(gy, idx, in_hw)
+    N, C, OH, OW = gy.shape
+    if not fast.non_overlapping(in_hw, (OH, OW), kernel, stride, padding, dilation):
+        return _scatter_add(gy, idx, in_hw)
+    gx = np.empty((N, C) + tuple(in_hw), dtype=gy.dtype)  # every element written once: no zero fill
+    gyp, ip, gxp = _planes(gy), _planes(idx), gx.reshape(N * C, *in_hw)
+    if fast.is_2x2(kernel, stride):
+        fast.over_planes(fast.max_pool_backward_2x2, N * C, gyp, ip, gxp)
+    else:
+        fast.over_planes(fast.max_pool_backward_non_overlapping, N * C, gyp, ip, gxp, *kernel, *stride)
+    return gx
 
 
 def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
@@ -205,13 +224,29 @@ def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad,
     N, C, H, W = x.shape
     OH, OW = output_shape((H, W), kernel, stride, padding, (1, 1), ceil_mode, "avg_pool2d")
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    _avg_pool(_planes(x), y.reshape(N * C, OH, OW), *kernel, *stride, *padding,
-              bool(count_include_pad), int(divisor_override))
+    xp, yp = _planes(x), y.reshape(N * C, OH, OW)
+    if not fast.non_overlapping((H, W), (OH, OW), kernel, stride, padding):
+        _avg_pool(xp, yp, *kernel, *stride, *padding, bool(count_include_pad), int(divisor_override))
+        return y
+    divisor = int(divisor_override) or kernel[0] * kernel[1]  # windows lie inside the input
+    scale, exact = fast.divisor_scale(divisor)
+    if fast.is_2x2(kernel, stride):
+        fast.over_planes(fast.avg_pool_2x2, N * C, xp, yp, scale, float(divisor), exact)
+    else:
+        fast.over_planes(fast.avg_pool_non_overlapping, N * C, xp, yp, *kernel, *stride, scale,
+                         float(divisor), exact)
     return y
 
 
 def avg_pool2d_backward(gy, in_hw, kernel, stride, padding, count_include_pad, divisor_override):
     N, C, OH, OW = gy.shape
+    if fast.non_overlapping(in_hw, (OH, OW), kernel, stride, padding):
+        gx = np.empty((N, C) + tuple(in_hw), dtype=gy.dtype)  # every element written once
+        divisor = int(divisor_override) or kernel[0] * kernel[1]
+        scale, exact = fast.divisor_scale(divisor)
+        fast.over_planes(fast.avg_pool_backward_non_overlapping, N * C, _planes(gy), gx.reshape(N * C, *in_hw),
+                         *kernel, *stride, scale, float(divisor), exact)
+        return gx
     gx = np.zeros((N, C) + tuple(in_hw), dtype=gy.dtype)
     _avg_pool_backward(_planes(gy), gx.reshape(N * C, *in_hw), *kernel, *stride, *padding,
                        bool(count_include_pad), int(divisor_override))
