@@ -56,8 +56,6 @@ SMALL = [
 @pytest.mark.parametrize("name,make,in_shape,out_shape", SMALL, ids=[s[0] for s in SMALL])
 @pytest.mark.parametrize("dev", ["cpu", "cuda-emu"])
 def test_forward_backward_shapes_every_device(name, make, in_shape, out_shape, dev):
-    if dev == "cuda-emu" and name in ("googlenet", "mobilenet_v2", "resnet50-small"):
-        pytest.skip("large graph: covered on cpu; cuda-emu parity is tested per op and on the smaller nets")
     mc.manual_seed(0)
     model = make().to(dev)
     x = mc.Tensor(np.random.default_rng(0).standard_normal(in_shape).astype(np.float32), device=dev)
