@@ -6,10 +6,11 @@ asymmetric implicit trailing padding), and the block planner is also exercised w
 sizes so that images are cut into many row blocks."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels.cpu import conv as C
+from minicnn.kernels.cpu import _im2col as I2C
 from minicnn.kernels.cpu import conv_winograd as CW
 from minicnn.kernels.reference import conv as R
 
@@ -51,6 +52,7 @@ def geometries(draw, winograd=False, depthwise=False):
     p = (draw(st.integers(0, k[0] - 1)), draw(st.integers(0, k[1] - 1)))
     # output size: the symmetric one, or one row/column more (asymmetric trailing padding)
     out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip((H, W), k, s, p, d))
+    assume(min(out) >= 1)  # a dilated kernel larger than the padded input has no output
     extra = draw(st.sampled_from([(0, 0), (1, 0), (0, 1)]))
     out = (out[0] + extra[0], out[1] + extra[1])
     return dict(N=N, C_in=C_in, C_out=C_out, H=H, W=W, k=k, s=s, p=p, d=d, G=G, out=out)
@@ -145,9 +147,12 @@ def test_depthwise_matches_pytorch_float32():
 
 
 def test_dispatch_table():
-    """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions only."""
+    """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions, or
+    ≥ 128 channels and ≥ 196 positions."""
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
-    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # small image: im2col
+    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # wide layer, small image
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # small image: im2col
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (7, 7))  # tiny image: im2col
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 3, 32, (32, 32))  # 3 input channels
     assert not C._use_winograd((3, 3), (2, 2), (1, 1), 1, 64, 128, (28, 28))  # strided
     assert not C._use_winograd((3, 3), (1, 1), (2, 2), 1, 64, 64, (56, 56))  # dilated
@@ -166,3 +171,60 @@ def test_run_tasks_reraises_and_returns_states():
 
     with pytest.raises(ValueError, match="task 7"):
         run_tasks(fail, range(20))
+
+
+# stride-1 "same-width" geometries (OW == W), where the block kernels copy a whole stretch of rows
+# at once, with row blocks cut at the top, middle and bottom: (H, W, k, padding, dilation, OW)
+_FLAT_GEOMETRIES = [(7, 9, (3, 3), (1, 1), (1, 1)), (6, 5, (3, 3), (2, 2), (2, 2)), (8, 7, (5, 5), (2, 2), (1, 1)),
+                    (5, 6, (2, 2), (1, 0), (1, 1)), (4, 4, (3, 1), (0, 0), (1, 1)), (9, 3, (3, 3), (3, 1), (1, 1)),
+                    # with stride 2, OW == ⌈W/2⌉: the phase-split path of im2col_block
+                    (8, 8, (3, 3), (1, 1), (1, 1)), (7, 7, (3, 3), (1, 1), (1, 1)), (6, 5, (1, 1), (0, 0), (1, 1)),
+                    (9, 10, (4, 2), (1, 0), (1, 1)), (5, 9, (5, 5), (2, 2), (1, 1)),
+                    # taps entirely in the padding (a whole row of cols is zero)
+                    (1, 1, (1, 3), (0, 2), (1, 2)), (2, 3, (3, 5), (2, 4), (2, 2))]
+
+
+@pytest.mark.parametrize("geo", _FLAT_GEOMETRIES)
+def test_block_kernels_match_reference_im2col(geo):
+    """im2col_block / col2im_block_add (row blocks r0…r1 of images n0…, channels c0…) equal the
+    corresponding slices of the reference im2col / its adjoint, on the same-width fast path, the
+    phase-split stride-2 path and the row-by-row path."""
+    H, W, k, p, d = geo
+    r = np.random.default_rng(3)
+    x = r.standard_normal((3, 4, H, W))
+    for s in [(1, 1), (2, 2), (1, 2)]:
+        OH = (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        OW = (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        if OH < 1 or OW < 1:
+            continue
+        want = R.im2col(x, k, s, p, d, (OH, OW)).reshape(3, 4 * k[0] * k[1], OH, OW)
+        for n0, n1, c0, c1, r0, r1 in [(0, 3, 0, 4, 0, OH), (1, 2, 1, 3, 0, 1), (0, 2, 2, 4, OH // 2, OH),
+                                       (2, 3, 0, 2, max(0, OH - 2), OH), (0, 1, 0, 4, 1, max(1, OH - 1))]:
+            if r1 <= r0:
+                continue
+            K = (c1 - c0) * k[0] * k[1]
+            cols = np.full((n1 - n0, K, (r1 - r0) * OW), np.nan)
+            I2C.im2col_block(x, cols, n0, c0, r0, *k, *s, *p, *d, OW)
+            expect = want[n0:n1, c0 * k[0] * k[1]:c1 * k[0] * k[1], r0:r1].reshape(cols.shape)
+            np.testing.assert_array_equal(cols, expect)
+            # adjoint: ⟨im2col_block(x), c⟩ = ⟨x, col2im_block_add(c)⟩ on the block's images/channels/rows
+            c = r.standard_normal(cols.shape)
+            gx = np.zeros_like(x)
+            I2C.col2im_block_add(c.copy(), gx, n0, c0, r0, *k, *s, *p, *d, OW)
+            full = np.zeros(want.shape)
+            full[n0:n1, c0 * k[0] * k[1]:c1 * k[0] * k[1], r0:r1] = c.reshape(n1 - n0, K, r1 - r0, OW)
+            np.testing.assert_allclose(gx, R.col2im(full.reshape(3, -1, OH * OW), (H, W), k, s, p, d, (OH, OW)),
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_transpose_into_and_weight_transform():
+    r = np.random.default_rng(4)
+    for m, n in [(1, 1), (31, 70), (64, 33)]:
+        a = r.standard_normal((m, n)).astype(np.float32)
+        out = np.empty((n, m), np.float32)
+        I2C.transpose_into(a, out)
+        np.testing.assert_array_equal(out, a.T)
+    W = r.standard_normal((5, 3, 3, 3))
+    G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+    want = np.einsum("ai,oxij,bj->abox", G, W, G).reshape(16, 5, 3)
+    np.testing.assert_allclose(CW.transform_weight(W), want, rtol=1e-14, atol=1e-14)

@@ -9,7 +9,7 @@ Paths, chosen per call (forward; the input gradient uses the same table for the 
 ``gy`` it is, the weight gradient uses im2col except for depthwise):
 
 =================  ======================================  ============================================
-path               when                                    why (medians, 2 loaded cores, vs PyTorch 2.13)
+path               when                                    why (medians, 2 quiet cores, vs PyTorch 2.13)
 =================  ======================================  ============================================
 depthwise direct   ``groups == C_in > 1``                  im2col would build kH·kW rows per channel
                                                            for a 1-channel GEMM; padded-row loops
@@ -18,36 +18,64 @@ depthwise direct   ``groups == C_in > 1``                  im2col would build kH
 1×1                kernel 1×1, stride 1, no padding,       the input already is the column matrix:
                    output size = input size                 ``y[n, g] = W[g] @ x[n, g]``, no im2col
 Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (``conv_winograd.py``):
-                   ≥ 16 channels in and out,               (8,64,56,56)→64: 21 ms vs 38 ms im2col;
-                   ≥ 1024 output positions per image       (4,128,112,112)→128: 182 ms vs 222 ms; on
-                                                           14×14 or 16×16 images its 16 GEMMs are too
-                                                           thin (256 ch, 14×14: 31 ms vs 25 ms im2col)
+                   ≥ 16 channels in and out and ≥ 1024     (8,64,56,56)→64: 9.2 ms vs 11.8 im2col
+                   output positions per image, or          (PyTorch 8.9); (4,128,112,112)→128: 61 ms
+                   ≥ 128 channels and ≥ 196 positions      vs 89 (PyTorch 69); (8,256,14,14)→256:
+                                                           7.9 ms vs 10.2 (PyTorch 8.2); on
+                                                           (64,32,16,16)→64 its 16 GEMMs (inner
+                                                           dimension 32) are too thin: 6.9 vs 4.7 ms
 im2col + GEMM      everything else (grouped, strided,      ``cols = im2col(block)`` in a reused
                    dilated, few channels, small images)    per-thread workspace, one GEMM per block
 =================  ======================================  ============================================
+
+Conv rows of ``python -m benchmarks --only conv2d`` (2 cores, PyTorch time / ours; before → after
+the block-copy im2col/col2im, the register-tiled Winograd transforms, the weight gradient as a
+plain GEMM and the Winograd threshold above; run-to-run noise on this shared machine ~±10 %):
+
+===============================  ==================  ==================
+layer (N, C, H, W → K, k3)       fwd                 fwd+bwd
+===============================  ==================  ==================
+(64, 3, 32, 32 → 32)             0.51× → 0.64×       1.20× → 1.25×
+(64, 32, 16, 16 → 64)            0.46× → 0.74×       0.49× → 0.74×
+(8, 64, 56, 56 → 64)             0.81× → 0.99×       0.69× → 0.92×
+(8, 256, 14, 14 → 256)           0.62× → 1.02×       0.68× → 0.90×
+(4, 128, 112, 112 → 128)         0.79× → 1.72×       0.87× → 1.14×
+(8, 64, 56, 56 → 128) stride 2   0.73× → 0.86×       0.76× → 0.91×
+===============================  ==================  ==================
+
+(PyTorch's own time for the 112×112 forward varies 68–96 ms between runs: that ratio is noisy.)
+Remaining gap: the small layers are GEMM-bound at ~95 GFLOP/s per thread (OpenBLAS sgemm on
+(64 × 288) · (288 × 256) blocks) against oneDNN's direct kernels; the weight gradient (no
+Winograd) is now the largest of the three parts on every 3×3 layer.
 
 im2col blocks: a task is a block of output rows of one image (large images) or a few whole
 images (small ones), about ``_BLOCK_ELEMS / K`` columns (K = Cg·kH·kW), so the columns of a
 block stay in cache between im2col and the GEMM; ``y`` is written by the GEMM directly
 (``out=`` a strided view of NCHW ``y``, no transpose). Tasks run on ``_threads.run_tasks``
 (single-threaded OpenBLAS per task, our threads, dynamic scheduling; see ``_threads.py`` for why
-this beats a 2-thread OpenBLAS on a shared machine). Before (one batched ``np.matmul`` over
-(N, G), BLAS threaded): 0.16–0.64× PyTorch on the 3×3 layers of ``benchmarks/``; after: see the
-output of ``python -m benchmarks``.
+this beats a 2-thread OpenBLAS on a shared machine). The block im2col and col2im copy whole
+stretches of rows at once for stride 1 with OW == W and for stride 2 with OW == ⌈W/2⌉ (through
+the 4 phases of a plane), see ``_im2col.py``: 4–10× faster than the row-by-row gather, which on
+14–32-wide rows cost as much as the GEMM.
 
 Backward: ``gx = col2im(Wᵀ @ gy)`` per block of whole images (a task owns its images, so the
 scatter-add of ``col2im_block_add`` is race-free), and ``gW = Σ_blocks gy_block @ cols_blockᵀ``
-with one accumulator per thread, summed at the end (no per-image products summed over N).
+with one accumulator per thread, summed at the end (no per-image products summed over N); for
+tall columns (K ≥ 2·Mg) it is computed as ``gWᵀ += cols_block @ gy_blockᵀ`` with ``gy_blockᵀ``
+copied, a GEMM without a transposed operand (10–25 % faster in OpenBLAS on these shapes).
 The depthwise kernels own planes (no races). ``FORCE_ALGORITHM`` forces im2col or Winograd.
 """
 import numpy as np
 from numba import njit, prange
 
-from ._im2col import COLS, col2im_block_add, col2im_raw, im2col_block, im2col_raw
+from ._im2col import COLS, Workspace, col2im_block_add, col2im_raw, im2col_block, im2col_raw, transpose_into
 from ._threads import NUM_THREADS, run_tasks
 from .conv_winograd import winograd_conv3x3
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight")
+
+#: per-thread workspace of a transposed block of ``gy`` (the weight gradient)
+GY_T = Workspace()
 
 
 # ---- raw depthwise kernels ----------------------------------------------------------------------
@@ -199,6 +227,10 @@ FORCE_ALGORITHM = None
 
 #: Winograd wins from this many output positions per image (measured, module docstring)
 _WINOGRAD_MIN_POSITIONS = 1024
+#: ... and from this many on wide layers (≥ _WINOGRAD_WIDE_CHANNELS channels in and out), whose
+#: 16 GEMMs stay efficient on small images
+_WINOGRAD_WIDE_CHANNELS = 128
+_WINOGRAD_WIDE_MIN_POSITIONS = 196
 
 
 def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw):
@@ -210,7 +242,9 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw):
                and groups == 1)
     if FORCE_ALGORITHM == "winograd" or not applies:
         return applies
-    return min(C_in, C_out) >= 16 and out_hw[0] * out_hw[1] >= _WINOGRAD_MIN_POSITIONS
+    positions, channels = out_hw[0] * out_hw[1], min(C_in, C_out)
+    return ((channels >= 16 and positions >= _WINOGRAD_MIN_POSITIONS)
+            or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_WIDE_MIN_POSITIONS))
 
 
 def _flipped_transposed(W):
@@ -224,8 +258,10 @@ _BLOCK_ELEMS = 1 << 20
 
 def _block_columns(K):
     """Output positions per task for a GEMM with inner dimension ``K``: the block of columns
-    (K × this) fits a core's L2/L3 share, and is wide enough (≥ 256) for an efficient sgemm."""
-    return max(256, min(4096, _BLOCK_ELEMS // max(K, 1)))
+    (K × this) fits a core's L2/L3 share, and is wide enough (≥ 256) for an efficient sgemm.
+    (At most 16384: with few input channels, e.g. K = 27, bigger blocks mean fewer, larger
+    GEMMs and less per-task overhead: (64,3,32,32)→32 forward 1.1 ms instead of 1.3–1.7 with 4096.)"""
+    return max(256, min(16384, _BLOCK_ELEMS // max(K, 1)))
 
 
 def _blocks(N, OH, OW, K, whole_images=False):
@@ -357,24 +393,38 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     pointwise = _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW))
     xv, gyv = x.reshape(N, G, Cg, H * Wd), gy.reshape(N, G, Mg, OH * OW)
 
-    def task(block, state):  # state: this thread's (accumulator, product) pair
+    # gWᵀ += cols · gyᵀ with gyᵀ copied is a plain GEMM, 10–25 % faster than gy · colsᵀ (whose
+    # second operand is transposed) when the columns are tall (K ≥ 2·Mg); not on thin ones (C_in 3)
+    transposed = K >= 2 * Mg
+
+    def task(block, state):  # state: this thread's (accumulator, product) pair, (K, Mg) if transposed
         acc, prod = state
         n0, n1, r0, r1 = block
+        B = (r1 - r0) * OW
         for g in range(G):
             if pointwise:
                 cols = xv[n0:n1, g, :, r0 * OW:r1 * OW]
             else:
-                cols = COLS.get((n1 - n0, K, (r1 - r0) * OW), x.dtype)
+                cols = COLS.get((n1 - n0, K, B), x.dtype)
                 im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
+            gyT = GY_T.get((B, Mg), x.dtype) if transposed else None
             for i in range(n1 - n0):
-                np.matmul(gyv[n0 + i, g, :, r0 * OW:r1 * OW], cols[i].T, out=prod)
+                gy_block = gyv[n0 + i, g, :, r0 * OW:r1 * OW]
+                if transposed:
+                    transpose_into(gy_block, gyT)
+                    np.matmul(cols[i], gyT, out=prod)
+                else:
+                    np.matmul(gy_block, cols[i].T, out=prod)
                 acc[g] += prod
 
     def make_state():
-        return np.zeros((G, Mg, K), dtype=x.dtype), np.empty((Mg, K), dtype=x.dtype)
+        shape = (K, Mg) if transposed else (Mg, K)
+        return np.zeros((G,) + shape, dtype=x.dtype), np.empty(shape, dtype=x.dtype)
 
     states = run_tasks(task, _blocks(N, OH, OW, K), make_state)
     gW = states[0][0]
     for acc, _ in states[1:]:
         gW += acc
+    if transposed:
+        gW = np.ascontiguousarray(gW.transpose(0, 2, 1))
     return gW.reshape(C_out, Cg, kH, kW)
