@@ -110,7 +110,8 @@ class Function:
         results = []
         for k, a in enumerate(outs):
             differentiable = record and a.dtype.kind == "f"
-            t = Tensor._from_array(a, ref.device, requires_grad=differentiable)
+            # outputs live on ctx.device: the inputs' device, unless forward moved them (ToDevice)
+            t = Tensor._from_array(a, ctx.device, requires_grad=differentiable)
             if differentiable:
                 t._node = (ctx, k)
             results.append(t)

@@ -267,6 +267,15 @@ def _F():
     return functional
 
 
+def to_host(a):
+    """A NumPy array of a Tensor, a CuPy or NumPy array, or nested lists (a copy from the GPU)."""
+    if isinstance(a, Tensor):
+        return a.numpy()
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
 def as_tensor_like(value, ref):
     """A constant tensor (no grad) holding ``value`` on ``ref``'s device, in ``ref``'s dtype for Python numbers."""
     xp = ref.device.xp

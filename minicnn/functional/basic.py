@@ -228,16 +228,7 @@ def _dtype_arg(dtype):
 
 def to_device(x, device, dtype=None):
     """``x`` copied to ``device`` (a Device) and cast to ``dtype``; differentiable."""
-    from ..autograd import Context, is_grad_enabled
-
-    ctx = Context(ToDevice, x.device, (x,))
-    data = ToDevice.forward(ctx, x.data, device=device, dtype=_dtype_arg(dtype))
-    out = Tensor._from_array(data, device, requires_grad=x.requires_grad and is_grad_enabled()
-                             and data.dtype.kind == "f")
-    if out.requires_grad:
-        ctx.n_outputs, ctx.output_shapes, ctx.output_dtypes = 1, (data.shape,), (data.dtype,)
-        out._node = (ctx, 0)
-    return out
+    return ToDevice.apply(x, device=device, dtype=_dtype_arg(dtype))
 
 
 def add(x, y):

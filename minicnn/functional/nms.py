@@ -12,15 +12,7 @@ import math
 import numpy as np
 
 from ..device import get_device
-from ..tensor import Tensor
-
-
-def _host(a):
-    if isinstance(a, Tensor):
-        return a.numpy()
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
+from ..tensor import Tensor, to_host
 
 
 def _device_of(a):
@@ -31,7 +23,7 @@ def _device_of(a):
 
 def _check_boxes_scores(boxes, scores, op):
     """Host float64 copies of ``boxes`` ``(N, 4)`` and ``scores`` ``(N,)``, validated."""
-    b, s = _host(boxes), _host(scores)
+    b, s = to_host(boxes), to_host(scores)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"{op}: boxes must have shape (N, 4) (x1, y1, x2, y2), got {b.shape}")
     if s.ndim != 1 or s.shape[0] != b.shape[0]:
@@ -120,7 +112,7 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     op = "batched_nms"
     thr = _check_threshold(iou_threshold, op)
     b, s = _check_boxes_scores(boxes, scores, op)
-    ids = _host(idxs)
+    ids = to_host(idxs)
     if ids.ndim != 1 or ids.shape[0] != b.shape[0]:
         raise ValueError(f"{op}: idxs must have shape ({b.shape[0]},) to match boxes, got {ids.shape}")
     if ids.size and (ids.dtype.kind not in "iub" and not (np.isfinite(ids).all() and (ids == np.floor(ids)).all())):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..kernels.geometry import as_tuple
-from ..tensor import Tensor
+from ..tensor import Tensor, to_host
 
 #: RoI coordinates times ``spatial_scale`` must lie within this bound, so that every rounded
 #: coordinate and sample count is an exact integer in float32 and fits a C ``int``.
@@ -65,15 +65,6 @@ class RoIAlign(Function):
 
 # ---- argument checks (all on the host, before any kernel runs) ----------------------------------
 
-def _host(a, device=None):
-    """A NumPy view/copy of a Tensor, a CuPy/NumPy array or nested lists."""
-    if isinstance(a, Tensor):
-        return a.numpy()
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
-
-
 def _check_input(x, op):
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
@@ -87,7 +78,7 @@ def convert_boxes_to_roi_format(boxes, op="roi"):
     """A list of per-image ``(K_i, 4)`` boxes -> one ``(sum K_i, 5)`` NumPy array ``(i, x1, y1, x2, y2)``."""
     rows = []
     for i, b in enumerate(boxes):
-        b = _host(b)
+        b = to_host(b)
         if b.ndim != 2 or b.shape[1] != 4:
             raise ValueError(f"{op}: boxes[{i}] must have shape (K_{i}, 4) (x1, y1, x2, y2), got {b.shape}")
         rows.append(np.concatenate([np.full((b.shape[0], 1), i, dtype=np.float64), b.astype(np.float64)], axis=1))
@@ -99,7 +90,7 @@ def _check_rois(rois, x, spatial_scale, op):
     if isinstance(rois, (list, tuple)) and all(isinstance(b, Tensor) or hasattr(b, "shape") for b in rois):
         host = convert_boxes_to_roi_format(rois, op)  # per-image (K_i, 4) boxes
     else:
-        host = _host(rois)
+        host = to_host(rois)
     if host.ndim != 2 or host.shape[1] != 5:
         raise ValueError(
             f"{op}: rois must have shape (K, 5) rows (batch_index, x1, y1, x2, y2), or be a list of "

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..device import get_device
-from ..tensor import Tensor
+from ..tensor import Tensor, to_host
 
 
 class Parameter(Tensor):
@@ -33,13 +33,9 @@ class Parameter(Tensor):
 
 def _to_numpy(value):
     """A NumPy array from a minicnn Tensor, a NumPy/CuPy array, or (duck-typed) a torch tensor."""
-    if isinstance(value, Tensor):
-        return value.numpy()
-    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+    if not isinstance(value, Tensor) and all(hasattr(value, a) for a in ("detach", "cpu", "numpy")):
         return value.detach().cpu().numpy()  # a torch.Tensor; torch is never imported here
-    if hasattr(value, "get") and type(value).__module__.startswith("cupy"):
-        return value.get()
-    return np.asarray(value)
+    return to_host(value)
 
 
 class Module:
