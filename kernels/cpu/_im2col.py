@@ -190,16 +190,33 @@ def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW):
                             out[r * OW + ow] = zero
 
 
+_ROWWISE, _FLAT, _STRIDE2 = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _block_path(W, sh, sw, dh, dw, OW):
+    """Which copy strategy :func:`im2col_block` and its adjoint :func:`col2im_block_add` use
+    (one rule for both, so the pair stays adjoint): ``_FLAT`` for stride 1 with OW == W (one
+    stretch per column row), ``_STRIDE2`` for stride 2, dilation 1, OW == ceil(W/2) (the four
+    phases of the plane), else ``_ROWWISE``."""
+    if sh == 1 and sw == 1 and OW == W:
+        return _FLAT
+    if sh == 2 and sw == 2 and dh == 1 and dw == 1 and OW == (W + 1) // 2:
+        return _STRIDE2
+    return _ROWWISE
+
+
 @njit(cache=True, nogil=True)
 def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
     """Fill ``cols`` (nb, Cb·kH·kW, rb·OW) from images ``n0…``, channels ``c0…``, output rows ``r0…``."""
     nb, CK, B = cols.shape
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = x.shape[2], x.shape[3]
-    if sh == 1 and sw == 1 and OW == W:
+    path = _block_path(W, sh, sw, dh, dw, OW)
+    if path == _FLAT:
         _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW)
         return
-    if sh == 2 and sw == 2 and dh == 1 and dw == 1 and OW == (W + 1) // 2:
+    if path == _STRIDE2:
         _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW)
         return
     for i in range(nb):
@@ -315,10 +332,11 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
     nb, CK, B = cols.shape
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = gx.shape[2], gx.shape[3]
-    if sh == 1 and sw == 1 and OW == W:
+    path = _block_path(W, sh, sw, dh, dw, OW)
+    if path == _FLAT:
         _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW)
         return
-    if sh == 2 and sw == 2 and dh == 1 and dw == 1 and OW == (W + 1) // 2:
+    if path == _STRIDE2:
         _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW)
         return
     for i in range(nb):
