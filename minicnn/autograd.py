@@ -74,7 +74,16 @@ class Context:
 
 
 class Function:
-    """Base class of differentiable ops; see the module docstring."""
+    """Base class of differentiable ops; see the module docstring.
+
+    ``fresh_grads``: set it to True on an op whose ``backward`` returns only arrays it has just
+    allocated (a kernel's ``np.empty``/``zeros`` output, a matmul result), never an incoming
+    gradient, a saved or input array, a view of any of those, or one array for two inputs. The
+    engine then hands such a gradient to a leaf's ``.grad`` without copying it (for a 64×64×32×32
+    max pool the copy cost 1.6 ms of a 4.7 ms forward+backward, measured); see :func:`_handed_over`.
+    """
+
+    fresh_grads = False
 
     @staticmethod
     def forward(ctx, *args, **params):  # pragma: no cover - abstract
@@ -156,13 +165,31 @@ def _topological_order(root_ctx):
     return order[::-1]
 
 
+def _handed_over(ctx, gx, gxs, gys):
+    """True when ``gx`` (a gradient ``ctx.fn.backward`` returned) may become a leaf's ``.grad``
+    without a copy: the op declares ``fresh_grads``, and the checks that cost nothing agree: ``gx``
+    owns its memory (not a view), is not an incoming gradient (a user's array passed to
+    ``backward(gy)``), a saved or input array, nor returned for two inputs. Otherwise the leaf
+    copies it, so that changing one ``.grad`` in place (``clip_grad_value_``, an optimizer) cannot
+    change another gradient or the user's array."""
+    if not ctx.fn.fresh_grads or getattr(gx, "base", None) is not None:
+        return False
+    if not getattr(getattr(gx, "flags", None), "owndata", False):
+        return False
+    if sum(g is gx for g in gxs) > 1:
+        return False
+    return not any(a is gx for a in (*gys, *ctx.saved, *(t.data for t in ctx.inputs)))
+
+
 def backward(root, grad=None):
     """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
     xp = root.device.xp
     if root._node is None:
         if root.requires_grad:  # a leaf: d root / d root = 1
-            g = xp.ones_like(root.data) if grad is None else grad
-            root._accumulate(g)
+            if grad is None:
+                root._accumulate(xp.ones_like(root.data), owned=True)
+            else:
+                root._accumulate(grad)  # the caller's array: copied
             return
         raise RuntimeError("backward: this tensor does not require grad and has no graph")
     if grad is None:
@@ -200,10 +227,11 @@ def backward(root, grad=None):
                     f"{ctx.name}.backward: gradient of input {i} has shape {tuple(gx.shape)}, "
                     f"the input has shape {tuple(t.shape)}"
                 )
-            if gx.dtype != t.dtype:
+            owned = gx.dtype != t.dtype  # astype below makes a new array
+            if owned:
                 gx = gx.astype(t.dtype)
             if t._node is None:
-                t._accumulate(gx)
+                t._accumulate(gx, owned=owned or _handed_over(ctx, gx, gxs, gys))
             else:
                 parent, j = t._node
                 slot = grads.setdefault(id(parent), [None] * parent.n_outputs)

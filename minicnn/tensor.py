@@ -138,9 +138,14 @@ class Tensor:
             grad = self.device.xp.asarray(grad, dtype=self.dtype)
         autograd.backward(self, grad)
 
-    def _accumulate(self, g):
+    def _accumulate(self, g, owned=False):
+        """``grad ← grad + g`` as a new array (a ``.grad`` someone holds never changes under them).
+
+        The first gradient is stored as a copy of ``g``, unless ``owned``: the engine hands over an
+        array nobody else references (``autograd._handed_over``), which is then stored as is.
+        """
         if self.grad is None:
-            self.grad = Tensor._from_array(g.copy(), self.device)
+            self.grad = Tensor._from_array(g if owned else g.copy(), self.device)
         else:
             self.grad = Tensor._from_array(self.grad.data + g, self.device)
 

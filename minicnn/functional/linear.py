@@ -10,6 +10,8 @@ class Linear(Function):
         gx = gy W,   gW = gYᵀ X,   gb = Σ_rows gY.
     """
 
+    fresh_grads = True  # matmul and sum return new arrays (see Function)
+
     @staticmethod
     def forward(ctx, x, W, b=None):
         ctx.save_for_backward(x, W)

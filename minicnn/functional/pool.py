@@ -63,6 +63,8 @@ class MaxPool2d(Function):
     gx[n,c].flat[idx[n,c,i,j]] += gy[n,c,i,j]: the winner takes the whole gradient.
     """
 
+    fresh_grads = True  # every device's backward kernel returns a new array (see Function)
+
     @staticmethod
     def forward(ctx, x, kernel=None, stride=None, padding=None, dilation=None, ceil_mode=False):
         y, idx = ctx.kernels.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
@@ -121,6 +123,8 @@ class AvgPool2d(Function):
 
     gx[h, w] = Σ_{windows ∋ (h, w)} gy / divisor.
     """
+
+    fresh_grads = True  # every device's backward kernel returns a new array (see Function)
 
     @staticmethod
     def forward(ctx, x, kernel=None, stride=None, padding=None, ceil_mode=False, count_include_pad=True,
@@ -193,6 +197,8 @@ class AdaptiveAvgPool2d(Function):
     """y[i, j] = mean of x over bin rows [⌊iH/OH⌋, ⌈(i+1)H/OH⌉) × bin columns (likewise);
     gx = Σ_{bins ∋ (h, w)} gy / bin size."""
 
+    fresh_grads = True  # every device's backward kernel returns a new array (see Function)
+
     @staticmethod
     def forward(ctx, x, out_hw=None):
         ctx.in_hw = x.shape[2:]
@@ -206,6 +212,8 @@ class AdaptiveAvgPool2d(Function):
 class AdaptiveMaxPool2d(Function):
     """y, idx = max (first maximum, strict >) and its flat index over each adaptive bin;
     gx[n,c].flat[idx] += gy."""
+
+    fresh_grads = True  # every device's backward kernel returns a new array (see Function)
 
     @staticmethod
     def forward(ctx, x, out_hw=None):
@@ -254,6 +262,8 @@ def global_avg_pool2d(x):
 class MaxUnpool2d(Function):
     """Scatter-ADD: y[n,c].flat[idx[n,c,i,j]] += x[n,c,i,j] (zeros elsewhere);
     gather backward: gx[n,c,i,j] = gy[n,c].flat[idx[n,c,i,j]] (correct with duplicate indices)."""
+
+    fresh_grads = True  # every device's backward kernel returns a new array (see Function)
 
     @staticmethod
     def forward(ctx, x, indices=None, out_hw=None):

@@ -1,0 +1,210 @@
+"""Gradient ownership: a leaf's ``.grad`` never shares memory with another gradient, with the
+array the user passed to ``backward(gy)``, or with an input; the engine skips the defensive copy
+only for ops that declare ``fresh_grads`` and only when its cheap checks agree (``_handed_over``).
+
+Every test below would fail if the engine stored an aliased array: it mutates one array in place
+and checks that nothing else moved."""
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn.autograd import Function
+from minicnn.optim import clip_grad_value_
+
+RNG = np.random.default_rng(0)
+
+
+def _x(shape=(2, 3, 4, 4)):
+    return mc.Tensor(RNG.standard_normal(shape).astype(np.float32), requires_grad=True)
+
+
+# ---- fake ops that declare fresh_grads but break the promise: the engine must copy anyway ------
+class _ReturnsGy(Function):
+    """y = x; gx = gy itself (declared fresh: a lie)."""
+
+    fresh_grads = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy
+
+
+class _OneArrayTwice(Function):
+    """z = x + y; one new array returned for both inputs."""
+
+    fresh_grads = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x + y
+
+    @staticmethod
+    def backward(ctx, gz):
+        g = gz.copy()
+        return g, g
+
+
+class _ReturnsView(Function):
+    """y = x; gx = a view of a new array (its base is shared with whoever holds the base)."""
+
+    fresh_grads = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, gy):
+        ctx.buffer = np.concatenate([gy.ravel(), gy.ravel()])
+        return ctx.buffer[:gy.size].reshape(gy.shape)
+
+
+class _ReturnsSaved(Function):
+    """y = x·s; gx = the saved array when gy is all ones (declared fresh: a lie)."""
+
+    fresh_grads = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(np.ones_like(x))
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, gy):
+        return ctx.saved[0]
+
+
+class _Fresh(Function):
+    """y = x; gx = gy·1 in a new array, remembered so the test can see it was handed over."""
+
+    fresh_grads = True
+    last = None
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, gy):
+        _Fresh.last = gy * 1
+        return _Fresh.last
+
+
+def test_fresh_gradient_is_handed_over_without_copy():
+    x = _x()
+    _Fresh.apply(x).backward(np.ones(x.shape, np.float32))
+    assert x.grad.data is _Fresh.last
+
+
+def test_non_fresh_gradient_is_copied():
+    x = _x()
+    gy = np.ones(x.shape, np.float32)
+    F.reshape(x, x.shape).backward(gy)  # reshape returns a view of gy
+    assert not np.shares_memory(x.grad.data, gy)
+
+
+@pytest.mark.parametrize("fn", [_ReturnsGy, _ReturnsView, _ReturnsSaved])
+def test_lying_fresh_op_still_gets_a_private_gradient(fn):
+    x = _x()
+    gy = np.ones(x.shape, np.float32)
+    y = fn.apply(x)
+    y.backward(gy)
+    grad = x.grad.data
+    assert not np.shares_memory(grad, gy)
+    for a in y._node[0].saved:
+        assert not np.shares_memory(grad, a)
+    grad += 5  # an in-place change of the gradient (clip_grad_value_, an optimizer) stays local
+    np.testing.assert_array_equal(gy, 1)
+    if fn is _ReturnsView:
+        np.testing.assert_array_equal(y._node[0].buffer, 1)
+
+
+def test_one_array_returned_for_two_leaves_is_copied():
+    x, y = _x(), _x()
+    _OneArrayTwice.apply(x, y).backward(np.ones(x.shape, np.float32))
+    assert not np.shares_memory(x.grad.data, y.grad.data)
+    x.grad.data += 1
+    np.testing.assert_array_equal(y.grad.data, 1)
+
+
+# ---- real ops -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
+def test_pool_gradient_does_not_alias_the_users_gy(pool):
+    x = _x()
+    gy = RNG.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    pool(x, 2, 2).backward(gy)
+    expected = x.grad.numpy().copy()
+    assert not np.shares_memory(x.grad.data, gy)
+    gy[...] = 123.0  # the user reuses their buffer
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
+def test_leaf_used_twice_by_a_pool_accumulates_both():
+    x = _x()
+    gy = np.ones((2, 3, 2, 2), np.float32)
+    (F.avg_pool2d(x, 2, 2) + F.avg_pool2d(x, 2, 2)).backward(gy)
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(x.shape, 0.5, np.float32))
+
+
+def test_x_plus_x_and_add_grads_are_private():
+    x, w = _x((5,)), _x((5,))
+    gy = np.ones(5, np.float32)
+    (x + x).backward(gy)
+    np.testing.assert_array_equal(x.grad.numpy(), 2)
+    (x + w).backward(gy)  # Add returns gy itself for both inputs
+    assert not np.shares_memory(w.grad.data, gy)
+    assert not np.shares_memory(w.grad.data, x.grad.data)
+    w.grad.data += 1
+    np.testing.assert_array_equal(gy, 1)
+    np.testing.assert_array_equal(x.grad.numpy(), 3)
+
+
+def test_second_backward_leaves_the_first_grad_tensor_unchanged():
+    x = _x()
+    gy = np.ones((2, 3, 2, 2), np.float32)
+    y = F.max_pool2d(x, 2, 2)
+    y.backward(gy)
+    first = x.grad
+    snapshot = first.numpy().copy()
+    y.backward(gy)
+    np.testing.assert_array_equal(first.numpy(), snapshot)
+    np.testing.assert_array_equal(x.grad.numpy(), 2 * snapshot)
+
+
+def test_retained_grad_of_a_non_leaf_is_private():
+    x = _x()
+    h = x * 2.0
+    h.retain_grad()
+    F.max_pool2d(h, 2, 2).backward(np.ones((2, 3, 2, 2), np.float32))
+    assert not np.shares_memory(h.grad.data, x.grad.data)
+    expected = x.grad.numpy().copy()
+    h.grad.data += 7
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
+def test_linear_grads_are_private_and_clip_changes_only_its_own():
+    x, W, b = _x((4, 3)), _x((2, 3)), _x((2,))
+    gy = np.ones((4, 2), np.float32)
+    F.linear(x, W, b).backward(gy)
+    grads = [x.grad.data, W.grad.data, b.grad.data]
+    for i, g in enumerate(grads):
+        assert not np.shares_memory(g, gy)
+        assert not any(np.shares_memory(g, o) for o in grads[i + 1:])
+        assert not any(np.shares_memory(g, t.data) for t in (x, W, b))
+    W_grad = W.grad.numpy().copy()
+    clip_grad_value_([b], 0.5)
+    np.testing.assert_array_equal(W.grad.numpy(), W_grad)
+    np.testing.assert_array_equal(gy, 1)
+
+
+def test_leaf_root_backward_copies_the_users_gradient():
+    x = _x((3,))
+    g = np.ones(3, np.float32)
+    x.backward(g)
+    g[:] = 9
+    np.testing.assert_array_equal(x.grad.numpy(), 1)
