@@ -104,6 +104,7 @@ def test_tiny_blocks_cut_images_into_many_row_blocks(force, monkeypatch):
     force("im2col")
     monkeypatch.setattr(C, "_BLOCK_ELEMS", 1)
     monkeypatch.setattr(CW, "_BLOCK_BYTES", 1)
+    monkeypatch.setattr(CW, "_WG_BLOCK_BYTES", 1)
     g = dict(N=2, C_in=3, C_out=4, H=40, W=37, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1), G=1, out=(40, 37))
     assert len(C._blocks(2, 40, 37, 27)) > 2 * 2
     _check_against_reference(g)
@@ -148,10 +149,13 @@ def test_depthwise_matches_pytorch_float32():
 
 def test_dispatch_table():
     """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions, or
-    ≥ 128 channels and ≥ 196 positions."""
+    ≥ 128 channels and ≥ 196 positions, or (forward map only) ≥ 32 → 64 channels and ≥ 256 positions."""
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # wide layer, small image
-    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # small image: im2col
+    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # small image, 64 outputs
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 32, (16, 16))  # its input gradient: im2col
+    assert not C._use_winograd_weight_grad((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # its weight gradient
+    assert C._use_winograd_weight_grad((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (7, 7))  # tiny image: im2col
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 3, 32, (32, 32))  # 3 input channels
     assert not C._use_winograd((3, 3), (2, 2), (1, 1), 1, 64, 128, (28, 28))  # strided
@@ -228,3 +232,60 @@ def test_transpose_into_and_weight_transform():
     G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
     want = np.einsum("ai,oxij,bj->abox", G, W, G).reshape(16, 5, 3)
     np.testing.assert_allclose(CW.transform_weight(W), want, rtol=1e-14, atol=1e-14)
+
+
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+@settings(deadline=None)
+@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2), st.integers(0, 2),
+       st.integers(0, 3), st.data())
+def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, data):
+    """The three Winograd transforms of a block of tile rows tr0…tr0 + rows − 1 of image n, written
+    at a tile offset toff, against the matrix products of their definition, tile by tile: the
+    input tile d = xpad[2ty : 2ty + 4, 2tx : 2tx + 4] gives V = Bᵀ d B; the output-gradient tile
+    g = gy[2ty : 2ty + 2, 2tx : 2tx + 2] (0 outside) gives Z = A g Aᵀ; M gives y = Aᵀ m A
+    (cropped). The padding tile ending each tile row (u = tr·(TW + 1) + TW) holds 0 in V and Z."""
+    r = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    C = 2
+    TH, TW = -(-OH // 2), -(-OW // 2)
+    H, W = OH + 2 - 2 * ph + extra, OW + 2 - 2 * pw + extra  # any input size the tiles may overhang
+    assume(H >= 1 and W >= 1)
+    n = data.draw(st.integers(0, N - 1))
+    tr0 = data.draw(st.integers(0, TH - 1))
+    rows = data.draw(st.integers(1, TH - tr0))
+    toff = data.draw(st.integers(0, 5))
+    x = r.standard_normal((N, C, H, W))
+    gy = r.standard_normal((N, C, OH, OW))
+    U = rows * (TW + 1)
+    V = np.full((16, C, toff + U + 2), np.nan)
+    Z = np.full((16, C, toff + U + 2), np.nan)
+    CW.input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff)
+    CW.gy_transform_block(gy, Z, n, tr0, rows, TW, toff)
+    xpad = np.zeros((C, 2 * TH + 2, 2 * TW + 2))
+    h, w = min(H, 2 * TH + 2 - ph), min(W, 2 * TW + 2 - pw)
+    xpad[:, ph:ph + h, pw:pw + w] = x[n, :, :h, :w]
+    gpad = np.zeros((C, 2 * TH, 2 * TW))
+    gpad[:, :OH, :OW] = gy[n]
+    M = r.standard_normal((16, C, toff + U))
+    y = np.full((N, C, OH, OW), np.nan)
+    CW.output_transform_block(M, y, n, tr0, rows, TW, toff)
+    for tr in range(rows):
+        ty = tr0 + tr
+        for tx in range(TW + 1):
+            u = toff + tr * (TW + 1) + tx
+            if tx == TW:  # the padding tile
+                np.testing.assert_array_equal(V[:, :, u], 0)
+                np.testing.assert_array_equal(Z[:, :, u], 0)
+                continue
+            for c in range(C):
+                d = xpad[c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
+                np.testing.assert_allclose(V[:, c, u], (_BT @ d @ _BT.T).ravel(), rtol=1e-12, atol=1e-12)
+                g = gpad[c, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2]
+                np.testing.assert_allclose(Z[:, c, u], (_AT.T @ g @ _AT).ravel(), rtol=1e-12, atol=1e-12)
+                out = _AT @ M[:, c, u].reshape(4, 4) @ _AT.T
+                rr, cc = min(2, OH - 2 * ty), min(2, OW - 2 * tx)
+                np.testing.assert_allclose(y[n, c, 2 * ty:2 * ty + rr, 2 * tx:2 * tx + cc], out[:rr, :cc],
+                                           rtol=1e-12, atol=1e-12)
+    assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()  # nothing outside the block

@@ -70,7 +70,7 @@ from numba import njit, prange
 
 from ._im2col import COLS, Workspace, col2im_block_add, col2im_raw, im2col_block, im2col_raw, transpose_into
 from ._threads import NUM_THREADS, run_tasks
-from .conv_winograd import winograd_conv3x3
+from .conv_winograd import winograd_backward_weight3x3, winograd_conv3x3
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight")
 
@@ -231,15 +231,37 @@ _WINOGRAD_MIN_POSITIONS = 1024
 #: 16 GEMMs stay efficient on small images
 _WINOGRAD_WIDE_CHANNELS = 128
 _WINOGRAD_WIDE_MIN_POSITIONS = 196
+#: ... and, for the forward map only (a GEMM of C_out rows), from 16×16 images with ≥ 64 output
+#: and ≥ 32 input channels (several images per task keep its GEMMs wide)
+_WINOGRAD_SMALL_IMAGE_POSITIONS = 256
+
+
+def _winograd_applies(kernel_hw, stride, dilation, groups):
+    return (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and groups == 1)
 
 
 def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw):
-    """Winograd F(2×2, 3×3) for 3×3 stride-1 undilated ungrouped convolutions with ≥ 16 channels
-    on both sides and large images (its 16 GEMMs are too small on 14×14 or 16×16 images)."""
+    """Winograd F(2×2, 3×3) for the forward map (and the input gradient, the convolution of gy it
+    is, with the channels swapped): 3×3 stride-1 undilated ungrouped convolutions with enough
+    channels and positions (the table in the module docstring)."""
     if FORCE_ALGORITHM == "im2col":
         return False
-    applies = (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-               and groups == 1)
+    applies = _winograd_applies(kernel_hw, stride, dilation, groups)
+    if FORCE_ALGORITHM == "winograd" or not applies:
+        return applies
+    positions, channels = out_hw[0] * out_hw[1], min(C_in, C_out)
+    return ((channels >= 16 and positions >= _WINOGRAD_MIN_POSITIONS)
+            or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_WIDE_MIN_POSITIONS)
+            or (C_out >= 64 and C_in >= 32 and positions >= _WINOGRAD_SMALL_IMAGE_POSITIONS))
+
+
+def _use_winograd_weight_grad(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw):
+    """Winograd for the weight gradient: its 16 GEMMs contract over the tiles, so it needs many
+    positions (or wide layers); on 16×16 images im2col wins (measured 0.8× for Winograd)."""
+    if FORCE_ALGORITHM == "im2col":
+        return False
+    applies = _winograd_applies(kernel_hw, stride, dilation, groups)
     if FORCE_ALGORITHM == "winograd" or not applies:
         return applies
     positions, channels = out_hw[0] * out_hw[1], min(C_in, C_out)
@@ -390,6 +412,8 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         gW = np.empty((C_out, 1, kH, kW), dtype=x.dtype)
         depthwise_backward_weight_raw(x, gy, gW, *stride, *padding, *dilation)
         return gW
+    if _use_winograd_weight_grad(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW)):
+        return winograd_backward_weight3x3(x, gy, padding)
     pointwise = _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW))
     xv, gyv = x.reshape(N, G, Cg, H * Wd), gy.reshape(N, G, Mg, OH * OW)
 

@@ -29,8 +29,12 @@ from ._threads import NUM_THREADS, run_tasks
 #: the workspace of the products M (the transformed inputs V use ``_im2col.COLS``)
 PRODUCTS = Workspace()
 
-#: bytes of V (and of M) per task
+#: bytes of V (and of M) per task of the forward pass
 _BLOCK_BYTES = 1 << 20
+#: bytes of V and Z per task of the weight gradient: larger, because its GEMMs contract over the
+#: tiles (inner dimension T) and each task ends with an accumulation of 16·C_out·C_in products
+#: (measured on 4 layers: 1 MiB 0.85–1.0× im2col, 4 MiB 1.15–1.4×)
+_WG_BLOCK_BYTES = 4 << 20
 
 
 @njit(cache=True, nogil=True)
@@ -67,91 +71,149 @@ def transform_weight(W):
     return U
 
 
-@njit(cache=True, nogil=True)
-def input_transform_block(x, V, n, tr0, TW, ph, pw):
-    """V[k, c, t] = (Bᵀ d B)[k] for the tiles of image n, tile rows tr0…, t = (ty − tr0)·TW + tx.
+# ---- transforms -----------------------------------------------------------------------------------
+# Tile layout: the tiles of a block of ``rows`` tile rows are numbered u = tr·(TW + 1) + tx, with ONE
+# PADDING TILE (tx = TW) per tile row, whose transformed values are 0. Each stage of a transform
+# is then a few loops over u of length rows·(TW + 1), on polyphase planes of the input, with no
+# bounds tests and one store per loop, which LLVM vectorises. (Loops over one tile row, TW = 7…28,
+# are too short for its 8-wide × 4-interleaved vector loop; and a loop with 16 loads and 16
+# stores into different arrays exceeds its runtime alias-check budget: both ran scalar, measured
+# ~20 ns per tile and channel.) The padding tiles cost 1/TW more GEMM work.
+@njit(cache=True, inline="always")
+def _polyphase_rows(row, pad, dst_even, dst_odd, shift):
+    """dst_even[m] = row[2m − shift], dst_odd[m] = row[2m + 1 − shift] (0 outside the row), through
+    ``pad`` (2·len(dst_even) elements, zero outside pad[shift : shift + len(row)], which this
+    call fills: the zeros persist from call to call with the same geometry)."""
+    n = min(row.shape[0], pad.shape[0] - shift)
+    dst = pad[shift:shift + n]
+    for i in range(n):
+        dst[i] = row[i]
+    for m in range(dst_even.shape[0]):  # an interleaved load pair: vectorised
+        dst_even[m] = pad[2 * m]
+        dst_odd[m] = pad[2 * m + 1]
 
-    The 4 input rows of a tile row are first copied into a zero-padded buffer (column j ↔ input
-    column j − pw), so the loop over the tiles has no bounds test and keeps the tile in
-    registers; the 16 results of a channel go to a small (16, T) buffer, copied to V row by row.
-    (Measured: (8,64,56,56) 8 tile rows 0.15 ms instead of 0.72 ms for per-element bounds tests
-    and direct stores into V.)"""
+
+@njit(cache=True, inline="always")
+def _add(out, a, b):
+    for u in range(out.shape[0]):
+        out[u] = a[u] + b[u]
+
+
+@njit(cache=True, inline="always")
+def _sub(out, a, b):
+    for u in range(out.shape[0]):
+        out[u] = a[u] - b[u]
+
+
+@njit(cache=True, inline="always")
+def _add3(out, a, b, c):
+    for u in range(out.shape[0]):
+        out[u] = a[u] + b[u] + c[u]
+
+
+@njit(cache=True, inline="always")
+def _sub3(out, a, b, c):
+    """out = a − b − c"""
+    for u in range(out.shape[0]):
+        out[u] = a[u] - b[u] - c[u]
+
+
+@njit(cache=True, inline="always")
+def _neg(out, a):
+    for u in range(out.shape[0]):
+        out[u] = -a[u]
+
+
+@njit(cache=True, nogil=True)
+def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
+    """V[k, c, toff + u] = (Bᵀ d B)[k] for the 4×4 input tiles d of image n in tile rows tr0…tr0 + rows − 1,
+    u = (ty − tr0)·(TW + 1) + tx (padding tiles tx = TW hold 0; V C-contiguous (16, C, ≥ toff + rows·(TW + 1))).
+
+    Polyphase planes of the zero-padded rows 2·tr0 − ph…: ``P[a, b][h·(TW + 1) + m] = xpad[2h + a, 2m + b]``,
+    so tile u holds d[i, j] = P[i % 2, j % 2][u + (i // 2)·(TW + 1) + j // 2].
+    Rows, Bᵀ d, per column phase b: R_0 = d_0 − d_2, R_1 = d_1 + d_2, R_2 = d_2 − d_1, R_3 = d_1 − d_3;
+    columns, (Bᵀ d) B, each row (E[u], O[u], E[u + 1], O[u + 1]) = (a, b, c, d) -> (a − c, b + c, c − b, b − d)."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    T = V.shape[2]
-    rows = T // TW
-    L = 2 * TW + 2
-    buf = np.zeros((4, L), dtype=x.dtype)
-    e = np.empty((16, T), dtype=x.dtype)
-    lo, hi = pw, min(L, pw + W)  # buffer columns lo…hi − 1 hold input columns 0…hi − lo − 1
+    TWp = TW + 1
+    U = rows * TWp
+    P = np.zeros((2, 2, (rows + 1) * TWp + 1), dtype=x.dtype)
+    R = np.empty((4, 2, U + 1), dtype=x.dtype)
+    pad = np.zeros(2 * TWp, dtype=x.dtype)
     for c in range(C):
         xp = x[n, c]
-        for tr in range(rows):
-            ih0 = 2 * (tr0 + tr) - ph
-            for i in range(4):
-                ih = ih0 + i
-                if ih < 0 or ih >= H:
-                    for j in range(L):
-                        buf[i, j] = 0
+        for h in range(rows + 1):
+            for a in range(2):
+                ih = 2 * (tr0 + h) + a - ph
+                lo = h * TWp
+                if 0 <= ih < H:
+                    _polyphase_rows(xp[ih], pad, P[a, 0, lo:lo + TWp], P[a, 1, lo:lo + TWp], pw)
                 else:
-                    for j in range(hi - lo):
-                        buf[i, lo + j] = xp[ih, j]
-            t0 = tr * TW
-            for tx in range(TW):
-                j, t = 2 * tx, t0 + tx
-                d00, d01, d02, d03 = buf[0, j], buf[0, j + 1], buf[0, j + 2], buf[0, j + 3]
-                d10, d11, d12, d13 = buf[1, j], buf[1, j + 1], buf[1, j + 2], buf[1, j + 3]
-                d20, d21, d22, d23 = buf[2, j], buf[2, j + 1], buf[2, j + 2], buf[2, j + 3]
-                d30, d31, d32, d33 = buf[3, j], buf[3, j + 1], buf[3, j + 2], buf[3, j + 3]
-                # rows: Bᵀ d
-                e00, e01, e02, e03 = d00 - d20, d01 - d21, d02 - d22, d03 - d23
-                e10, e11, e12, e13 = d10 + d20, d11 + d21, d12 + d22, d13 + d23
-                e20, e21, e22, e23 = d20 - d10, d21 - d11, d22 - d12, d23 - d13
-                e30, e31, e32, e33 = d10 - d30, d11 - d31, d12 - d32, d13 - d33
-                # columns: (Bᵀ d) B
-                e[0, t], e[1, t], e[2, t], e[3, t] = e00 - e02, e01 + e02, e02 - e01, e01 - e03
-                e[4, t], e[5, t], e[6, t], e[7, t] = e10 - e12, e11 + e12, e12 - e11, e11 - e13
-                e[8, t], e[9, t], e[10, t], e[11, t] = e20 - e22, e21 + e22, e22 - e21, e21 - e23
-                e[12, t], e[13, t], e[14, t], e[15, t] = e30 - e32, e31 + e32, e32 - e31, e31 - e33
-        for k in range(16):
-            dst, src = V[k, c], e[k]
-            for t in range(T):
-                dst[t] = src[t]
+                    P[a, 0, lo:lo + TWp] = 0
+                    P[a, 1, lo:lo + TWp] = 0
+        for b in range(2):  # rows: Bᵀ d
+            d0, d1 = P[0, b, :U + 1], P[1, b, :U + 1]
+            d2, d3 = P[0, b, TWp:TWp + U + 1], P[1, b, TWp:TWp + U + 1]
+            _sub(R[0, b], d0, d2)
+            _add(R[1, b], d1, d2)
+            _sub(R[2, b], d2, d1)
+            _sub(R[3, b], d1, d3)
+        for r in range(4):  # columns: (Bᵀ d) B
+            e, o, e1, o1 = R[r, 0, :U], R[r, 1, :U], R[r, 0, 1:U + 1], R[r, 1, 1:U + 1]
+            _sub(V[4 * r, c, toff:toff + U], e, e1)
+            _add(V[4 * r + 1, c, toff:toff + U], o, e1)
+            _sub(V[4 * r + 2, c, toff:toff + U], e1, o)
+            _sub(V[4 * r + 3, c, toff:toff + U], o, o1)
+        for tr in range(rows):  # the padding tiles: 0 (finite, whatever the neighbouring data)
+            for k in range(16):
+                V[k, c, toff + tr * TWp + TW] = 0
 
 
 @njit(cache=True, nogil=True)
-def output_transform_block(M, y, n, tr0, TW):
-    """y[n, co, 2ty + a, 2tx + b] = (Aᵀ m A)[a, b] with m[k] = M[k, co, t] (cropped at the border)."""
+def output_transform_block(M, y, n, tr0, rows, TW, toff):
+    """y[n, co, 2ty + a, 2tx + b] = (Aᵀ m A)[a, b] with m[k] = M[k, co, toff + u], u = (ty − tr0)·(TW + 1) + tx
+    (cropped at the border; padding tiles skipped). Rows, Aᵀ m: S_0j = m_0j + m_1j + m_2j,
+    S_1j = m_1j − m_2j − m_3j; columns: Y[a, 0] = S_a0 + S_a1 + S_a2, Y[a, 1] = S_a1 − S_a2 − S_a3,
+    the even and odd output columns, then interleaved into the output rows."""
     C_out, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    T = M.shape[2]
-    rows = T // TW
-    full_tx = OW // 2  # tiles whose two output columns are both inside
+    TWp = TW + 1
+    U = rows * TWp
+    S = np.empty((2, 4, U), dtype=y.dtype)
+    Y = np.empty((2, 2, U), dtype=y.dtype)
+    n_odd = OW // 2  # output columns 2tx + 1 inside the image
     for co in range(C_out):
+        for j in range(4):
+            m0, m1 = M[j, co, toff:toff + U], M[4 + j, co, toff:toff + U]
+            m2, m3 = M[8 + j, co, toff:toff + U], M[12 + j, co, toff:toff + U]
+            _add3(S[0, j], m0, m1, m2)
+            _sub3(S[1, j], m1, m2, m3)
+        for a in range(2):
+            _add3(Y[a, 0], S[a, 0], S[a, 1], S[a, 2])
+            _sub3(Y[a, 1], S[a, 1], S[a, 2], S[a, 3])
         yp = y[n, co]
         for tr in range(rows):
-            ty = tr0 + tr
-            oh = 2 * ty
-            t0 = tr * TW
-            y0 = yp[oh]
-            two_rows = oh + 1 < OH
-            y1 = yp[oh + 1] if two_rows else yp[oh]
-            for tx in range(TW):
-                t = t0 + tx
-                s00 = M[0, co, t] + M[4, co, t] + M[8, co, t]
-                s01 = M[1, co, t] + M[5, co, t] + M[9, co, t]
-                s02 = M[2, co, t] + M[6, co, t] + M[10, co, t]
-                s03 = M[3, co, t] + M[7, co, t] + M[11, co, t]
-                s10 = M[4, co, t] - M[8, co, t] - M[12, co, t]
-                s11 = M[5, co, t] - M[9, co, t] - M[13, co, t]
-                s12 = M[6, co, t] - M[10, co, t] - M[14, co, t]
-                s13 = M[7, co, t] - M[11, co, t] - M[15, co, t]
-                ow = 2 * tx
-                y0[ow] = s00 + s01 + s02
-                if two_rows:
-                    y1[ow] = s10 + s11 + s12
-                if tx < full_tx:
-                    y0[ow + 1] = s01 - s02 - s03
-                    if two_rows:
-                        y1[ow + 1] = s11 - s12 - s13
+            oh, lo = 2 * (tr0 + tr), tr * TWp
+            for a in range(min(2, OH - oh)):
+                y_row, ye, yo = yp[oh + a], Y[a, 0, lo:lo + TW], Y[a, 1, lo:lo + TW]
+                for tx in range(TW):
+                    y_row[2 * tx] = ye[tx]
+                for tx in range(n_odd):
+                    y_row[2 * tx + 1] = yo[tx]
+
+
+def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes=None):
+    """Tasks ``(n0, n1, r0, r1)`` (images n0…n1 × tile rows r0…r1) whose transformed blocks take
+    about ``_BLOCK_BYTES``: a block of tile rows of one image on large images, several whole
+    images on small ones (so the 16 GEMMs stay wide: a 16×16 image has only 64 tiles); at least 4
+    tasks per thread where possible (a thread slowed by another process takes fewer)."""
+    block_bytes = block_bytes or _BLOCK_BYTES
+    per_image = bytes_per_tile * TH * TW
+    if per_image <= block_bytes:
+        nb = max(1, min(block_bytes // per_image, N // (4 * NUM_THREADS)))
+        return [(n, min(N, n + nb), 0, TH) for n in range(0, N, nb)]
+    rows = max(1, min(TH, block_bytes // (bytes_per_tile * TW)))
+    while N * -(-TH // rows) < 4 * NUM_THREADS and rows > 1:
+        rows = (rows + 1) // 2
+    return [(n, n + 1, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
 
 
 def winograd_conv3x3(x, W, padding, out_hw):
@@ -164,21 +226,117 @@ def winograd_conv3x3(x, W, padding, out_hw):
     TH, TW = -(-OH // 2), -(-OW // 2)
     U = transform_weight(W)
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
-    # tile rows per task: V and M of a block about 1 MiB each, and at least 4 tasks per thread
-    per_row = 16 * max(C_in, C_out) * TW * x.itemsize
-    rows = max(1, min(TH, _BLOCK_BYTES // per_row))
-    while N * -(-TH // rows) < 4 * NUM_THREADS and rows > 1:
-        rows = (rows + 1) // 2
-    tasks = [(n, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
 
     def task(block, _):
-        n, r0, r1 = block
-        T = (r1 - r0) * TW
+        n0, n1, r0, r1 = block
+        Tb = (r1 - r0) * (TW + 1)  # tiles per image of the block, with one padding tile per row
+        T = (n1 - n0) * Tb
         V = COLS.get((16, C_in, T), x.dtype)
-        input_transform_block(x, V, n, r0, TW, *padding)
+        for i in range(n1 - n0):
+            input_transform_block(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
         M = PRODUCTS.get((16, C_out, T), x.dtype)
         np.matmul(U, V, out=M)
-        output_transform_block(M, y, n, r0, TW)
+        for i in range(n1 - n0):
+            output_transform_block(M, y, n0 + i, r0, r1 - r0, TW, i * Tb)
 
-    run_tasks(task, tasks)
+    run_tasks(task, _tile_tasks(N, TH, TW + 1, 16 * max(C_in, C_out) * x.itemsize))
     return y
+
+
+# ---- weight gradient ----------------------------------------------------------------------------
+# With M = U ⊙ V per tile and Y = Aᵀ M A, the chain rule gives, for a loss L with ∂L/∂Y = gY:
+#     ∂L/∂M = A gY Aᵀ   (4×4 from the 2×2 output-gradient tile; A = [[1,0],[1,1],[1,−1],[0,−1]])
+#     ∂L/∂U[k] (C_out, C_in) = Σ_tiles Z[k] · V[k]ᵀ  with Z[k] = (A gY Aᵀ)[k]  (C_out, tiles)
+#     ∂L/∂g = Gᵀ (∂L/∂U) G  (3×3 from 4×4), summed over every tile of every image.
+# 16 GEMMs of C_out·C_in·(OH·OW/4) multiply-adds instead of 9·C_out·C_in·OH·OW: the same 2.25×.
+@njit(cache=True, nogil=True)
+def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
+    """Z[k, co, toff + u] = (A g Aᵀ)[k] for the 2×2 tiles g of gy[n, co] in tile rows tr0…tr0 + rows − 1,
+    u = (ty − tr0)·(TW + 1) + tx; gy is zero outside OH × OW (a partial tile at an odd border) and
+    on the padding tiles. Polyphase planes ``G[a, b][h·(TW + 1) + m] = gy[2(tr0 + h) + a, 2m + b]``
+    give g[i, j] = G[i, j][u]. Rows, A g: h_0 = g_0, h_1 = g_0 + g_1, h_2 = g_0 − g_1, h_3 = −g_1
+    (per column phase); columns, each row (a, b) -> (a, a + b, a − b, −b)."""
+    C_out, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    TWp = TW + 1
+    U = rows * TWp
+    G = np.zeros((2, 2, U), dtype=gy.dtype)  # G[a, b, tr·TWp + TW] stays 0: the padding tiles
+    Hr = np.empty((4, 2, U), dtype=gy.dtype)
+    pad = np.zeros(2 * TW, dtype=gy.dtype)
+    for co in range(C_out):
+        gp = gy[n, co]
+        for h in range(rows):
+            for a in range(2):
+                oh = 2 * (tr0 + h) + a
+                lo = h * TWp
+                if oh < OH:
+                    _polyphase_rows(gp[oh], pad, G[a, 0, lo:lo + TW], G[a, 1, lo:lo + TW], 0)
+                else:
+                    G[a, 0, lo:lo + TW] = 0
+                    G[a, 1, lo:lo + TW] = 0
+        for b in range(2):  # rows: A g
+            Hr[0, b, :] = G[0, b]
+            _add(Hr[1, b], G[0, b], G[1, b])
+            _sub(Hr[2, b], G[0, b], G[1, b])
+            _neg(Hr[3, b], G[1, b])
+        for r in range(4):  # columns: (A g) Aᵀ
+            e, o = Hr[r, 0], Hr[r, 1]
+            Z[4 * r, co, toff:toff + U] = e
+            _add(Z[4 * r + 1, co, toff:toff + U], e, o)
+            _sub(Z[4 * r + 2, co, toff:toff + U], e, o)
+            _neg(Z[4 * r + 3, co, toff:toff + U], o)
+
+
+@njit(cache=True, nogil=True)
+def weight_untransform_raw(S, gW, o0, o1):
+    """gW[o, c] = Gᵀ s G (3×3) with s[a, b] = S[4a + b, o, c], for o in o0…o1 (float64 arithmetic);
+    Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]."""
+    C_in = S.shape[2]
+    t = np.empty((3, 4))
+    for o in range(o0, o1):
+        for c in range(C_in):
+            for b in range(4):  # t = Gᵀ s, column by column
+                s0, s1 = np.float64(S[b, o, c]), np.float64(S[4 + b, o, c])
+                s2, s3 = np.float64(S[8 + b, o, c]), np.float64(S[12 + b, o, c])
+                t[0, b] = s0 + 0.5 * (s1 + s2)
+                t[1, b] = 0.5 * (s1 - s2)
+                t[2, b] = 0.5 * (s1 + s2) + s3
+            for a in range(3):  # gW = t G, row by row
+                gW[o, c, a, 0] = t[a, 0] + 0.5 * (t[a, 1] + t[a, 2])
+                gW[o, c, a, 1] = 0.5 * (t[a, 1] - t[a, 2])
+                gW[o, c, a, 2] = 0.5 * (t[a, 1] + t[a, 2]) + t[a, 3]
+
+
+def winograd_backward_weight3x3(x, gy, padding):
+    """gW (C_out, C_in, 3, 3) = ∂⟨gy, conv2d(x, W)⟩/∂W for a 3×3 W, stride 1, dilation 1, one group
+    (``padding`` leading, the size of gy implies the trailing one): ``Gᵀ (Σ_tiles Z[k] V[k]ᵀ) G``.
+    Each thread sums its tasks' 16 products into its own (16, C_out, C_in) accumulator; the
+    accumulators are added in thread order at the end (bitwise reproducible, see ``run_tasks``)."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    N, C_in = x.shape[:2]
+    C_out, OH, OW = gy.shape[1:]
+    TH, TW = -(-OH // 2), -(-OW // 2)
+
+    def task(block, state):
+        acc, prod = state
+        n0, n1, r0, r1 = block
+        Tb = (r1 - r0) * (TW + 1)
+        T = (n1 - n0) * Tb
+        V = COLS.get((16, C_in, T), x.dtype)
+        Z = PRODUCTS.get((16, C_out, T), x.dtype)
+        for i in range(n1 - n0):
+            input_transform_block(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
+            gy_transform_block(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
+        np.matmul(Z, V.transpose(0, 2, 1), out=prod)
+        acc += prod
+
+    def make_state():
+        return np.zeros((16, C_out, C_in), dtype=x.dtype), np.empty((16, C_out, C_in), dtype=x.dtype)
+
+    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, 16 * (C_in + C_out) * x.itemsize, _WG_BLOCK_BYTES), make_state)
+    S = states[0][0]
+    for acc, _ in states[1:]:
+        S += acc
+    gW = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
+    step = max(1, -(-C_out // (2 * NUM_THREADS)))
+    run_tasks(lambda o0, _: weight_untransform_raw(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
+    return gW
