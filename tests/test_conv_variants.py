@@ -75,6 +75,10 @@ def _check_against_reference(g):
                                R.conv2d_backward_input(gy, W, (g["H"], g["W"]), *geo), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(C.conv2d_backward_weight(x, gy, g["k"], *geo),
                                R.conv2d_backward_weight(x, gy, g["k"], *geo), rtol=1e-10, atol=1e-10)
+    b = np.random.default_rng(1).standard_normal(g["C_out"])  # the bias, fused into each path's output
+    np.testing.assert_allclose(C.conv2d_forward(x, W, *geo, g["out"], b), R.conv2d_forward(x, W, *geo, g["out"], b),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_bias_grad(gy), R.conv2d_bias_grad(gy), rtol=1e-12, atol=1e-12)
 
 
 @settings(deadline=None)
@@ -270,7 +274,7 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
     gpad[:, :OH, :OW] = gy[n]
     M = r.standard_normal((16, C, toff + U))
     y = np.full((N, C, OH, OW), np.nan)
-    CW.output_transform_block(M, y, n, tr0, rows, TW, toff)
+    CW.output_transform_block(M, y, np.zeros(C), n, tr0, rows, TW, toff)
     for tr in range(rows):
         ty = tr0 + tr
         for tx in range(TW + 1):

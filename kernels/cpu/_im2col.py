@@ -234,8 +234,13 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
                             continue
                         src = x[n0 + i, c0 + c, ih]
                         out[:lo] = 0
-                        for ow in range(lo, hi):
-                            out[ow] = src[ow * sw + shift]
+                        if sw == 1:  # a unit-stride copy (vectorised); "valid" 3×3 layers land here
+                            d, s = out[lo:hi], src[lo + shift:hi + shift]
+                            for j in range(hi - lo):
+                                d[j] = s[j]
+                        else:
+                            for ow in range(lo, hi):
+                                out[ow] = src[ow * sw + shift]
                         out[hi:] = 0
 
 
@@ -352,8 +357,13 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
                             continue
                         src = cols[i, row, r * OW:(r + 1) * OW]
                         dst = gx[n0 + i, c0 + c, ih]
-                        for ow in range(lo, hi):
-                            dst[ow * sw + shift] += src[ow]
+                        if sw == 1:
+                            d, s = dst[lo + shift:hi + shift], src[lo:hi]
+                            for j in range(hi - lo):
+                                d[j] += s[j]
+                        else:
+                            for ow in range(lo, hi):
+                                dst[ow * sw + shift] += src[ow]
 
 
 @njit(cache=True, nogil=True)

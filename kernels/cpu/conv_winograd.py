@@ -169,8 +169,8 @@ def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
 
 
 @njit(cache=True, nogil=True)
-def output_transform_block(M, y, n, tr0, rows, TW, toff):
-    """y[n, co, 2ty + a, 2tx + b] = (Aᵀ m A)[a, b] with m[k] = M[k, co, toff + u], u = (ty − tr0)·(TW + 1) + tx
+def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
+    """y[n, co, 2ty + a, 2tx + b] = bias[co] + (Aᵀ m A)[a, b] with m[k] = M[k, co, toff + u], u = (ty − tr0)·(TW + 1) + tx
     (cropped at the border; padding tiles skipped). Rows, Aᵀ m: S_0j = m_0j + m_1j + m_2j,
     S_1j = m_1j − m_2j − m_3j; columns: Y[a, 0] = S_a0 + S_a1 + S_a2, Y[a, 1] = S_a1 − S_a2 − S_a3,
     the even and odd output columns, then interleaved into the output rows."""
@@ -189,15 +189,15 @@ def output_transform_block(M, y, n, tr0, rows, TW, toff):
         for a in range(2):
             _add3(Y[a, 0], S[a, 0], S[a, 1], S[a, 2])
             _sub3(Y[a, 1], S[a, 1], S[a, 2], S[a, 3])
-        yp = y[n, co]
+        yp, b = y[n, co], bias[co]
         for tr in range(rows):
             oh, lo = 2 * (tr0 + tr), tr * TWp
             for a in range(min(2, OH - oh)):
                 y_row, ye, yo = yp[oh + a], Y[a, 0, lo:lo + TW], Y[a, 1, lo:lo + TW]
                 for tx in range(TW):
-                    y_row[2 * tx] = ye[tx]
+                    y_row[2 * tx] = ye[tx] + b
                 for tx in range(n_odd):
-                    y_row[2 * tx + 1] = yo[tx]
+                    y_row[2 * tx + 1] = yo[tx] + b
 
 
 def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes=None):
@@ -216,9 +216,9 @@ def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes=None):
     return [(n, n + 1, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
 
 
-def winograd_conv3x3(x, W, padding, out_hw):
-    """y (N, C_out, OH, OW) = conv2d(x, W) for a 3×3 W, stride 1, dilation 1, one group; ``padding``
-    is the leading padding, the output size ``out_hw`` implies the trailing one."""
+def winograd_conv3x3(x, W, padding, out_hw, bias=None):
+    """y (N, C_out, OH, OW) = conv2d(x, W) (+ bias[co]) for a 3×3 W, stride 1, dilation 1, one group;
+    ``padding`` is the leading padding, the output size ``out_hw`` implies the trailing one."""
     x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
     N, C_in = x.shape[:2]
     C_out = W.shape[0]
@@ -226,6 +226,7 @@ def winograd_conv3x3(x, W, padding, out_hw):
     TH, TW = -(-OH // 2), -(-OW // 2)
     U = transform_weight(W)
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
+    b = np.zeros(C_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
 
     def task(block, _):
         n0, n1, r0, r1 = block
@@ -237,7 +238,7 @@ def winograd_conv3x3(x, W, padding, out_hw):
         M = PRODUCTS.get((16, C_out, T), x.dtype)
         np.matmul(U, V, out=M)
         for i in range(n1 - n0):
-            output_transform_block(M, y, n0 + i, r0, r1 - r0, TW, i * Tb)
+            output_transform_block(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
 
     run_tasks(task, _tile_tasks(N, TH, TW + 1, 16 * max(C_in, C_out) * x.itemsize))
     return y

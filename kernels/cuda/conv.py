@@ -6,7 +6,8 @@ padding, the output size is explicit. Formulas: ``kernels/reference/conv.py``.
 """
 import numpy as np
 
-KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight")
+KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
+           "conv2d_bias_grad")
 
 _CU = "conv.cu"
 
@@ -69,8 +70,20 @@ def _depthwise_args(C_in, C_out, H, W, kernel_hw, stride, padding, dilation, out
             *_geometry_args(kernel_hw, stride, padding, dilation, out_hw))
 
 
-def conv2d_forward(be, x, W, stride, padding, dilation, groups, out_hw):
-    """y (N, C_out, OH, OW) = conv2d(x, W) without bias."""
+def conv2d_forward(be, x, W, stride, padding, dilation, groups, out_hw, bias=None):
+    """y (N, C_out, OH, OW) = conv2d(x, W) (+ bias[co] when given)."""
+    y = _conv2d_forward(be, x, W, stride, padding, dilation, groups, out_hw)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv2d_bias_grad(be, gy):
+    """gb[co] = Σ_{n, oh, ow} gy[n, co, oh, ow] (a CuPy reduction)."""
+    return gy.sum(axis=(0, 2, 3))
+
+
+def _conv2d_forward(be, x, W, stride, padding, dilation, groups, out_hw):
     xp = be.xp
     x, W = xp.ascontiguousarray(x), xp.ascontiguousarray(W)
     N, C_in, H, Wd = x.shape

@@ -78,8 +78,9 @@ def col2im(cols, x_hw, kernel_hw, stride, padding, dilation, out_hw):
     return x
 
 
-def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw):
-    """y (N, C_out, OH, OW) = the convolution of x with W (no bias; see the module docstring)."""
+def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
+    """y (N, C_out, OH, OW) = the convolution of x with W, plus ``bias[co]`` when given (see the
+    module docstring)."""
     N, C_in, H, Wd = x.shape
     C_out, Cg, kH, kW = W.shape
     (sh, sw), (ph, pw), (dh, dw), (OH, OW) = stride, padding, dilation, out_hw
@@ -90,7 +91,7 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw):
             g = co // Mg
             for oh in range(OH):
                 for ow in range(OW):
-                    acc = 0.0
+                    acc = 0.0 if bias is None else float(bias[co])
                     for c in range(Cg):
                         for kh in range(kH):
                             for kw in range(kW):
@@ -99,6 +100,20 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw):
                                     acc += W[co, c, kh, kw] * x[n, g * Cg + c, ih, iw]
                     y[n, co, oh, ow] = acc
     return y
+
+
+def conv2d_bias_grad(gy):
+    """gb (C_out,) = ∂⟨gy, y⟩/∂b: gb[co] = Σ_{n, oh, ow} gy[n, co, oh, ow]."""
+    N, C_out, OH, OW = gy.shape
+    gb = np.zeros(C_out, dtype=gy.dtype)
+    for co in range(C_out):
+        acc = 0.0
+        for n in range(N):
+            for oh in range(OH):
+                for ow in range(OW):
+                    acc += gy[n, co, oh, ow]
+        gb[co] = acc
+    return gb
 
 
 def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):

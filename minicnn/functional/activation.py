@@ -1,4 +1,4 @@
-"""Activation functions, written once against ``xp`` (no hand kernels).
+"""Activation functions, written once against ``xp`` (ReLU alone has device kernels).
 
 Each op is a :class:`~minicnn.autograd.Function` whose ``backward`` is the elementwise
 derivative times ``gy`` (softmax/log_softmax: the vector-Jacobian product along ``dim``).
@@ -11,17 +11,21 @@ from ..autograd import Function
 
 
 class ReLU(Function):
-    """y = max(x, 0);  gx = gy · [x > 0]."""
+    """y = max(x, 0) (a NaN passes through);  gx = gy · [y > 0], from the saved output.
+    The one activation with device kernels (``kernels/*/activation``): it follows every
+    convolution, and the ``xp`` form cost 2.5 ms per call on a (64, 32, 26, 26) map."""
+
+    fresh_grads = True
 
     @staticmethod
     def forward(ctx, x):
-        mask = x > 0
-        ctx.save_for_backward(mask)
-        return x * mask
+        y = ctx.kernels.relu_forward(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        return gy * ctx.saved[0]
+        return ctx.kernels.relu_backward(gy, ctx.saved[0])
 
 
 class LeakyReLU(Function):

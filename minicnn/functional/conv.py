@@ -38,7 +38,12 @@ def _add_unit_axis(a):
 
 
 class _ConvBase(Function):
-    """Shared bookkeeping: the 1-D <-> 2-D views and the bias gradient."""
+    """Shared bookkeeping: the 1-D <-> 2-D views and the bias gradient.
+
+    ``fresh_grads``: every device's backward kernels return newly allocated gx, gW and gb (a
+    reshaped or 1-D-sliced one is a view, which the engine still copies)."""
+
+    fresh_grads = True
 
     @staticmethod
     def _prepare(ctx, x, W, dims, params):
@@ -69,7 +74,7 @@ class _ConvBase(Function):
             gW = None if gW is None else gW[:, :, 0, :]
         if len(ctx.inputs) == 2:
             return gx, gW
-        gb = gy.sum(axis=(0, 2, 3)) if ctx.needs_input_grad[2] else None
+        gb = ctx.kernels.conv2d_bias_grad(gy) if ctx.needs_input_grad[2] else None
         return gx, gW, gb
 
 
@@ -84,8 +89,8 @@ class Conv2d(_ConvBase):
     def forward(ctx, x, W, b=None, dims=2, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                 out_hw=None):
         x, W = _ConvBase._prepare(ctx, x, W, dims, (stride, padding, dilation, groups))
-        y = ctx.kernels.conv2d_forward(x, W, stride, padding, dilation, groups, out_hw)
-        return _ConvBase._finish(ctx, y, b)
+        y = ctx.kernels.conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, b)  # b fused
+        return _ConvBase._finish(ctx, y, None)
 
     @staticmethod
     def backward(ctx, gy):

@@ -1,0 +1,58 @@
+"""ReLU on the CPU: one pass each way, over flat chunks on the task pool.
+
+``y = 0 if x <= 0 else x`` and ``gx = 0 if y <= 0 else gy`` (PyTorch's conventions, see
+``kernels/reference/activation.py``). Written once against ``xp`` (``x * (x > 0)`` forward,
+``gy * mask`` backward: a float-by-bool product) the op cost 1.4 + 1.1 ms on (64, 32, 26, 26)
+float32, 15 % of a seed-CNN training step (measured); these loops are a single vectorised pass,
+split over the threads for arrays of several MiB.
+"""
+import numpy as np
+from numba import njit
+
+from ._threads import NUM_THREADS, run_tasks
+
+KERNELS = ("relu_forward", "relu_backward")
+
+
+@njit(cache=True, nogil=True)
+def relu_forward_raw(x, y, i0, i1):
+    """y[i] = 0 if x[i] <= 0 else x[i] for i in i0…i1 (flat arrays)."""
+    zero = y.dtype.type(0)
+    for i in range(i0, i1):
+        v = x[i]
+        y[i] = zero if v <= 0 else v
+
+
+@njit(cache=True, nogil=True)
+def relu_backward_raw(gy, y, gx, i0, i1):
+    """gx[i] = 0 if y[i] <= 0 else gy[i] for i in i0…i1 (flat arrays)."""
+    zero = gx.dtype.type(0)
+    for i in range(i0, i1):
+        g = gy[i]  # loaded unconditionally: a select, not a branch (vectorised; 5x faster, measured)
+        gx[i] = zero if y[i] <= 0 else g
+
+
+def _over_chunks(kernel, n, nbytes, *arrays):
+    """``kernel(*arrays, i0, i1)`` over [0, n): one call below 2 MiB, else up to 4 chunks per thread."""
+    n_tasks = max(1, min(4 * NUM_THREADS, nbytes >> 20))
+    if n_tasks == 1:
+        kernel(*arrays, 0, n)
+        return
+    bounds = [n * t // n_tasks for t in range(n_tasks + 1)]
+    run_tasks(lambda t, _: kernel(*arrays, bounds[t], bounds[t + 1]), range(n_tasks))
+
+
+def relu_forward(x):
+    """y = relu(x), a new array of x's shape and dtype."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _over_chunks(relu_forward_raw, x.size, x.nbytes, x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(gy, y):
+    """gx = gy · [y > 0] (y: the forward's output), a new array."""
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gx = np.empty_like(gy)
+    _over_chunks(relu_backward_raw, gy.size, gy.nbytes, gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    return gx

@@ -1,0 +1,16 @@
+// ReLU (the math is in kernels/reference/activation.py): one thread per element.
+// y = 0 if x <= 0 else x (a NaN passes through);  gx = 0 if y <= 0 else gy.
+
+extern "C" __global__ void relu_forward(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, long long n) {
+    long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    scalar_t v = x[t];
+    y[t] = v <= scalar_t(0) ? scalar_t(0) : v;
+}
+
+extern "C" __global__ void relu_backward(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ y,
+                                         scalar_t* __restrict__ gx, long long n) {
+    long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    gx[t] = y[t] <= scalar_t(0) ? scalar_t(0) : gy[t];
+}

@@ -1,0 +1,22 @@
+"""Launch wrappers of ``activation.cu`` (same names and signatures as ``kernels/cpu/activation.py``, plus ``be``)."""
+import numpy as np
+
+KERNELS = ("relu_forward", "relu_backward")
+
+_CU = "activation.cu"
+
+
+def relu_forward(be, x):
+    """y = relu(x): one thread per element (64-bit element count)."""
+    x = be.xp.ascontiguousarray(x)
+    y = be.xp.empty_like(x)
+    be.function(_CU, "relu_forward", x.dtype)(be.grid_1d(x.size), (be.BLOCK,), (x, y, np.int64(x.size)))
+    return y
+
+
+def relu_backward(be, gy, y):
+    """gx = gy · [y > 0]: one thread per element."""
+    gy, y = be.xp.ascontiguousarray(gy), be.xp.ascontiguousarray(y)
+    gx = be.xp.empty_like(gy)
+    be.function(_CU, "relu_backward", gy.dtype)(be.grid_1d(gy.size), (be.BLOCK,), (gy, y, gx, np.int64(gy.size)))
+    return gx
