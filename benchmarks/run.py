@@ -49,6 +49,18 @@ print(time.perf_counter() - t0)
 """
 
 
+def _torchvision_version():
+    """torchvision's version when it imports beside this torch, else None."""
+    if _TORCH is None:
+        return None
+    try:
+        import torchvision
+
+        return torchvision.__version__
+    except Exception:  # noqa: BLE001  (not installed, or built for another torch: no comparison)
+        return None
+
+
 def warm_start_seconds(runs=3):
     """Seconds for ``import minicnn`` + a first conv2d forward and backward in a fresh
     interpreter, with a warm Numba cache (a first untimed run fills the cache): the median of
@@ -76,7 +88,10 @@ def run(quick=False, only=None, budget_s=1.0, log=print):
         f"PyTorch {'%s (%d threads)' % (torch.__version__, torch.get_num_threads()) if torch else 'not installed'}")
     warm = warm_start_seconds()
     log(f"import minicnn + first conv2d fwd+bwd (warm Numba cache, fresh process): {warm:.2f} s")
-    log("torchvision is not installable beside torch 2.13 here: NMS / ROI-align rows have no PyTorch time.")
+    tv = _torchvision_version()
+    log(f"torchvision {tv}: NMS / ROI-align rows compare with torchvision.ops" if tv else
+        "torchvision not installed: NMS / ROI-align rows have no PyTorch time (the README says how to "
+        "get a torch + torchvision pair that imports here)")
     rows = []
     for case in suite(quick):
         if only and not any(o in case.name for o in only):
@@ -91,7 +106,7 @@ def run(quick=False, only=None, budget_s=1.0, log=print):
             row["pct_peak"] = 100 * row["gflops"] / peak
         rows.append(row)
         log(format_row(row))
-    return dict(peak_gflops=peak, torch=getattr(torch, "__version__", None), cores=os.cpu_count(),
+    return dict(peak_gflops=peak, torch=getattr(torch, "__version__", None), torchvision=tv, cores=os.cpu_count(),
                 warm_start_s=warm, threads=NUM_THREADS, blas_threads=get_blas_threads(), load_average=os.getloadavg(),
                 time=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=time.perf_counter() - t_begin, rows=rows)
 

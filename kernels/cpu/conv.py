@@ -6,10 +6,10 @@ the output size ``out_hw`` (or ``x_hw``), so asymmetric "same" padding and trans
 convolution's ``output_padding`` need no special case. Formulas: ``kernels/reference/conv.py``.
 
 Paths, chosen per call (forward; the input gradient uses the same table for the convolution of
-``gy`` it is, the weight gradient uses im2col except for depthwise):
+``gy`` it is; the weight gradient has its own Winograd rule, below):
 
 =================  ======================================  ============================================
-path               when                                    why (medians, 2 quiet cores, vs PyTorch 2.13)
+path               when                                    why (2 quiet cores, vs PyTorch 2.13/2.14)
 =================  ======================================  ============================================
 depthwise direct   ``groups == C_in > 1``                  im2col would build kH·kW rows per channel
                                                            for a 1-channel GEMM; padded-row loops
@@ -17,36 +17,26 @@ depthwise direct   ``groups == C_in > 1``                  im2col would build kH
                                                            before, PyTorch ~19 ms
 1×1                kernel 1×1, stride 1, no padding,       the input already is the column matrix:
                    output size = input size                 ``y[n, g] = W[g] @ x[n, g]``, no im2col
-Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (``conv_winograd.py``):
-                   ≥ 16 channels in and out and ≥ 1024     (8,64,56,56)→64: 9.2 ms vs 11.8 im2col
-                   output positions per image, or          (PyTorch 8.9); (4,128,112,112)→128: 61 ms
-                   ≥ 128 channels and ≥ 196 positions      vs 89 (PyTorch 69); (8,256,14,14)→256:
-                                                           7.9 ms vs 10.2 (PyTorch 8.2); on
-                                                           (64,32,16,16)→64 its 16 GEMMs (inner
-                                                           dimension 32) are too thin: 6.9 vs 4.7 ms
+Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (``conv_winograd.py``);
+                   and ≥ 16 channels in and out and        forward (8,64,56,56)→64: 11.0 ms vs 16.1
+                   ≥ 1024 output positions per image, or   im2col; (4,128,112,112)→128: 57 vs 104;
+                   ≥ 128 channels and ≥ 196 positions, or  (64,32,16,16)→64: 5.0 vs 6.6 (several
+                   (forward map only) ≥ 32 → ≥ 64          images per task); its input gradient
+                   channels and ≥ 256 positions            (64 → 32 channels) stays on im2col (0.93×)
 im2col + GEMM      everything else (grouped, strided,      ``cols = im2col(block)`` in a reused
                    dilated, few channels, small images)    per-thread workspace, one GEMM per block
 =================  ======================================  ============================================
 
-Conv rows of ``python -m benchmarks --only conv2d`` (2 cores, PyTorch time / ours; before → after
-the block-copy im2col/col2im, the register-tiled Winograd transforms, the weight gradient as a
-plain GEMM and the Winograd threshold above; run-to-run noise on this shared machine ~±10 %):
+Weight gradient: Winograd (``winograd_backward_weight3x3``) under the first two Winograd rules
+(≥ 1024 positions, or wide layers), measured 1.15–1.4× faster than im2col on (8,64,56,56),
+(8,256,14,14) and (4,128,112,112); on 16×16 images im2col wins (Winograd 0.8×). The bias is
+added to each output block while it is in cache (``bias=``), and its gradient is a threaded
+channel sum (``conv2d_bias_grad``): separate NumPy passes cost 3 + 2.7 ms on (8,256,56,56).
 
-===============================  ==================  ==================
-layer (N, C, H, W → K, k3)       fwd                 fwd+bwd
-===============================  ==================  ==================
-(64, 3, 32, 32 → 32)             0.51× → 0.64×       1.20× → 1.25×
-(64, 32, 16, 16 → 64)            0.46× → 0.74×       0.49× → 0.74×
-(8, 64, 56, 56 → 64)             0.81× → 0.99×       0.69× → 0.92×
-(8, 256, 14, 14 → 256)           0.62× → 1.02×       0.68× → 0.90×
-(4, 128, 112, 112 → 128)         0.79× → 1.72×       0.87× → 1.14×
-(8, 64, 56, 56 → 128) stride 2   0.73× → 0.86×       0.76× → 0.91×
-===============================  ==================  ==================
-
-(PyTorch's own time for the 112×112 forward varies 68–96 ms between runs: that ratio is noisy.)
-Remaining gap: the small layers are GEMM-bound at ~95 GFLOP/s per thread (OpenBLAS sgemm on
-(64 × 288) · (288 × 256) blocks) against oneDNN's direct kernels; the weight gradient (no
-Winograd) is now the largest of the three parts on every 3×3 layer.
+Conv rows of ``python -m benchmarks --only conv2d`` (PyTorch time / ours, forward+backward) on
+this machine, whose timings swing by up to 2× from run to run: see the README for the table of
+one full run; the remaining gap on small images (14×14, 16×16) and stride 2 is GEMM efficiency:
+OpenBLAS sgemm on these thin blocks against oneDNN's direct AVX-512 kernels.
 
 im2col blocks: a task is a block of output rows of one image (large images) or a few whole
 images (small ones), about ``_BLOCK_ELEMS / K`` columns (K = Cg·kH·kW), so the columns of a

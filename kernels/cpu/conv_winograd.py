@@ -15,10 +15,13 @@ position ``k`` of the 4×4 transformed tile::
     M[k] = U[k] @ V[k]  (C_out, tiles)      y tile = Aᵀ M A
 
 16 products of C_out·C_in·(OH·OW/4) multiply-adds instead of 9·C_out·C_in·OH·OW for im2col:
-2.25× fewer flops, paid for by the two transforms (memory-bound, cheap in Numba).
-Tiles are processed in blocks of tile rows of one image (a task of ``_threads.run_tasks``), so
-V and M of a block stay in cache. Float32 error: a few ulps more than im2col (the transforms add
-and subtract at most 4 terms per stage); the tests compare with the reference at 1e-4 relative.
+2.25× fewer flops, paid for by the transforms (memory-bound loops in Numba, see "transforms").
+The same tiles give the input gradient (a 3×3 convolution of gy with the flipped, transposed
+filter) and the weight gradient (16 GEMMs contracting over the tiles, ``winograd_backward_weight3x3``).
+A task of ``_threads.run_tasks`` is a block of tile rows of one image (large images) or several
+whole images (small ones), so V and M of a block stay in cache and the GEMMs stay wide. Float32
+error: a few ulps more than im2col (the transforms add and subtract at most 4 terms per stage);
+the tests compare with the reference at 1e-5 relative (PyTorch) and 1e-10 (float64 loops).
 """
 import numpy as np
 from numba import njit
