@@ -37,6 +37,10 @@ setup(
         # torch==2.13.0 is the CPU build on these machines; a looser range pulls a multi-GB CUDA build
         "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x"],
         "bench": ["torch==2.13.0"],
+        # torchvision's NMS / ROI align as the peers of ours: PyPI's torchvision does not import
+        # beside the CPU torch 2.13 here; this pair does (a CUDA build of ~5.5 GB, run on the CPU):
+        # install it in a separate venv (see the README), not with the test extras
+        "bench-vision": ["torch==2.14.1", "torchvision==0.29.1"],
     },
     entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
 )

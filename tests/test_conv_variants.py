@@ -158,8 +158,8 @@ def test_dispatch_table():
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # wide layer, small image
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # small image, 64 outputs
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 32, (16, 16))  # its input gradient: im2col
-    assert not C._use_winograd_weight_grad((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # its weight gradient
-    assert C._use_winograd_weight_grad((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16), weight_grad=True)  # its weight gradient
+    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56), weight_grad=True)
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (7, 7))  # tiny image: im2col
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 3, 32, (32, 32))  # 3 input channels
     assert not C._use_winograd((3, 3), (2, 2), (1, 1), 1, 64, 128, (28, 28))  # strided

@@ -227,37 +227,24 @@ _WINOGRAD_WIDE_MIN_POSITIONS = 196
 _WINOGRAD_SMALL_IMAGE_POSITIONS = 256
 
 
-def _winograd_applies(kernel_hw, stride, dilation, groups):
-    return (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1)
-
-
-def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw):
-    """Winograd F(2×2, 3×3) for the forward map (and the input gradient, the convolution of gy it
-    is, with the channels swapped): 3×3 stride-1 undilated ungrouped convolutions with enough
-    channels and positions (the table in the module docstring)."""
+def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weight_grad=False):
+    """Winograd F(2×2, 3×3) for a 3×3 stride-1 undilated ungrouped convolution with enough channels
+    and positions (the table in the module docstring). For the forward map (and the input
+    gradient, the convolution of gy it is, with the channels swapped), also on 16×16 images with
+    ≥ 32 → ≥ 64 channels; not so for the weight gradient (``weight_grad``), whose 16 GEMMs
+    contract over the tiles: on 16×16 images im2col wins there (Winograd measured 0.8×)."""
     if FORCE_ALGORITHM == "im2col":
         return False
-    applies = _winograd_applies(kernel_hw, stride, dilation, groups)
+    applies = (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+               and groups == 1)
     if FORCE_ALGORITHM == "winograd" or not applies:
         return applies
     positions, channels = out_hw[0] * out_hw[1], min(C_in, C_out)
+    small_image = (not weight_grad and C_out >= 64 and C_in >= 32
+                   and positions >= _WINOGRAD_SMALL_IMAGE_POSITIONS)
     return ((channels >= 16 and positions >= _WINOGRAD_MIN_POSITIONS)
             or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_WIDE_MIN_POSITIONS)
-            or (C_out >= 64 and C_in >= 32 and positions >= _WINOGRAD_SMALL_IMAGE_POSITIONS))
-
-
-def _use_winograd_weight_grad(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw):
-    """Winograd for the weight gradient: its 16 GEMMs contract over the tiles, so it needs many
-    positions (or wide layers); on 16×16 images im2col wins (measured 0.8× for Winograd)."""
-    if FORCE_ALGORITHM == "im2col":
-        return False
-    applies = _winograd_applies(kernel_hw, stride, dilation, groups)
-    if FORCE_ALGORITHM == "winograd" or not applies:
-        return applies
-    positions, channels = out_hw[0] * out_hw[1], min(C_in, C_out)
-    return ((channels >= 16 and positions >= _WINOGRAD_MIN_POSITIONS)
-            or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_WIDE_MIN_POSITIONS))
+            or small_image)
 
 
 def _flipped_transposed(W):
@@ -438,7 +425,7 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         gW = np.empty((C_out, 1, kH, kW), dtype=x.dtype)
         depthwise_backward_weight_raw(x, gy, gW, *stride, *padding, *dilation)
         return gW
-    if _use_winograd_weight_grad(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW)):
+    if _use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True):
         return winograd_backward_weight3x3(x, gy, padding)
     pointwise = _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW))
     xv, gyv = x.reshape(N, G, Cg, H * Wd), gy.reshape(N, G, Mg, OH * OW)
