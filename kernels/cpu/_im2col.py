@@ -219,29 +219,35 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
     if path == _STRIDE2:
         _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW)
         return
+    # row by row, with no array views inside the loops: on small images (rows of 3…13 outputs)
+    # a slice per output row cost more than the copy (5×5 → 3×3, 64 channels: 3.6 ms a forward)
+    zero = cols.dtype.type(0)
     for i in range(nb):
         for c in range(Cb):
+            xp = x[n0 + i, c0 + c]
             for kh in range(kH):
                 for kw in range(kW):
-                    row = (c * kH + kh) * kW + kw
+                    out = cols[i, (c * kH + kh) * kW + kw]
                     lo, hi = _valid_ow(OW, W, sw, pw, kw, dw)
                     shift = kw * dw - pw
                     for r in range(rb):
                         ih = (r0 + r) * sh - ph + kh * dh
-                        out = cols[i, row, r * OW:(r + 1) * OW]
+                        base = r * OW
                         if ih < 0 or ih >= H:
-                            out[:] = 0
+                            for ow in range(OW):
+                                out[base + ow] = zero
                             continue
-                        src = x[n0 + i, c0 + c, ih]
-                        out[:lo] = 0
-                        if sw == 1:  # a unit-stride copy (vectorised); "valid" 3×3 layers land here
-                            d, s = out[lo:hi], src[lo + shift:hi + shift]
+                        for ow in range(lo):
+                            out[base + ow] = zero
+                        if sw == 1:  # unit stride: both sides are contiguous runs
+                            dst, src = out[base + lo:base + hi], xp[ih, lo + shift:hi + shift]
                             for j in range(hi - lo):
-                                d[j] = s[j]
+                                dst[j] = src[j]
                         else:
                             for ow in range(lo, hi):
-                                out[ow] = src[ow * sw + shift]
-                        out[hi:] = 0
+                                out[base + ow] = xp[ih, ow * sw + shift]
+                        for ow in range(hi, OW):
+                            out[base + ow] = zero
 
 
 @njit(cache=True, nogil=True)
@@ -344,26 +350,21 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
     if path == _STRIDE2:
         _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW)
         return
-    for i in range(nb):
+    for i in range(nb):  # no array views inside the loops (see im2col_block)
         for c in range(Cb):
+            gp = gx[n0 + i, c0 + c]
             for kh in range(kH):
                 for kw in range(kW):
-                    row = (c * kH + kh) * kW + kw
+                    src = cols[i, (c * kH + kh) * kW + kw]
                     lo, hi = _valid_ow(OW, W, sw, pw, kw, dw)
                     shift = kw * dw - pw
                     for r in range(rb):
                         ih = (r0 + r) * sh - ph + kh * dh
                         if ih < 0 or ih >= H:
                             continue
-                        src = cols[i, row, r * OW:(r + 1) * OW]
-                        dst = gx[n0 + i, c0 + c, ih]
-                        if sw == 1:
-                            d, s = dst[lo + shift:hi + shift], src[lo:hi]
-                            for j in range(hi - lo):
-                                d[j] += s[j]
-                        else:
-                            for ow in range(lo, hi):
-                                dst[ow * sw + shift] += src[ow]
+                        base = r * OW
+                        for ow in range(lo, hi):
+                            gp[ih, ow * sw + shift] += src[base + ow]
 
 
 @njit(cache=True, nogil=True)
