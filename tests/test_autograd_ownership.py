@@ -20,14 +20,18 @@ def _x(shape=(2, 3, 4, 4)):
 
 
 # ---- fake ops that declare fresh_grads but break the promise: the engine must copy anyway ------
-class _ReturnsGy(Function):
-    """y = x; gx = gy itself (declared fresh: a lie)."""
+class _CopyOp(Function):
+    """y = x (a copy), declaring fresh gradients; subclasses choose what backward returns."""
 
     fresh_grads = True
 
     @staticmethod
     def forward(ctx, x):
         return x.copy()
+
+
+class _ReturnsGy(_CopyOp):
+    """gx = gy itself (declared fresh: a lie)."""
 
     @staticmethod
     def backward(ctx, gy):
@@ -49,14 +53,8 @@ class _OneArrayTwice(Function):
         return g, g
 
 
-class _ReturnsView(Function):
-    """y = x; gx = a view of a new array (its base is shared with whoever holds the base)."""
-
-    fresh_grads = True
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.copy()
+class _ReturnsView(_CopyOp):
+    """gx = a view of a new array (its base is shared with whoever holds the base)."""
 
     @staticmethod
     def backward(ctx, gy):
@@ -79,15 +77,10 @@ class _ReturnsSaved(Function):
         return ctx.saved[0]
 
 
-class _Fresh(Function):
-    """y = x; gx = gy·1 in a new array, remembered so the test can see it was handed over."""
+class _Fresh(_CopyOp):
+    """gx = gy·1 in a new array, remembered so the test can see it was handed over."""
 
-    fresh_grads = True
     last = None
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.copy()
 
     @staticmethod
     def backward(ctx, gy):
