@@ -65,8 +65,9 @@ from .conv_winograd import winograd_backward_weight3x3, winograd_conv3x3
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_bias_grad")
 
-#: per-thread workspace of a transposed block of ``gy`` (the weight gradient)
+#: per-thread workspaces of a transposed block of ``gy`` and of the per-image products (the weight gradient)
 GY_T = Workspace()
+PRODS = Workspace()
 
 
 # ---- raw depthwise kernels ----------------------------------------------------------------------
@@ -444,8 +445,19 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
             else:
                 cols = COLS.get((n1 - n0, K, B), x.dtype)
                 im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
+            nb = n1 - n0
+            if transposed and nb > 1:
+                # several small images: 3 NumPy calls for the block instead of 3 per image (the
+                # per-image Python loop, run under the GIL, cost the second thread most of its
+                # gain on 16×16 images: weight gradient 9.2 ms on 1 thread, 6.8 on 2)
+                gyT = GY_T.get((nb, B, Mg), x.dtype)
+                np.copyto(gyT, gyv[n0:n1, g, :, r0 * OW:r1 * OW].transpose(0, 2, 1))
+                prods = PRODS.get((nb, K, Mg), x.dtype)
+                np.matmul(cols, gyT, out=prods)
+                acc[g] += prods.sum(axis=0)
+                continue
             gyT = GY_T.get((B, Mg), x.dtype) if transposed else None
-            for i in range(n1 - n0):
+            for i in range(nb):
                 gy_block = gyv[n0 + i, g, :, r0 * OW:r1 * OW]
                 if transposed:
                     transpose_into(gy_block, gyT)
