@@ -189,14 +189,17 @@ _FLAT_GEOMETRIES = [(7, 9, (3, 3), (1, 1), (1, 1)), (6, 5, (3, 3), (2, 2), (2, 2
                     (8, 8, (3, 3), (1, 1), (1, 1)), (7, 7, (3, 3), (1, 1), (1, 1)), (6, 5, (1, 1), (0, 0), (1, 1)),
                     (9, 10, (4, 2), (1, 0), (1, 1)), (5, 9, (5, 5), (2, 2), (1, 1)),
                     # taps entirely in the padding (a whole row of cols is zero)
-                    (1, 1, (1, 3), (0, 2), (1, 2)), (2, 3, (3, 5), (2, 4), (2, 2))]
+                    (1, 1, (1, 3), (0, 2), (1, 2)), (2, 3, (3, 5), (2, 4), (2, 2)),
+                    # output rows of ≥ 16 that are not the input's width: the row-by-row path
+                    # (shorter ones, most of the above, take the offset-table path)
+                    (20, 21, (3, 3), (0, 0), (1, 1)), (6, 40, (3, 3), (1, 1), (2, 2)), (5, 35, (2, 4), (1, 1), (1, 1))]
 
 
 @pytest.mark.parametrize("geo", _FLAT_GEOMETRIES)
 def test_block_kernels_match_reference_im2col(geo):
     """im2col_block / col2im_block_add (row blocks r0…r1 of images n0…, channels c0…) equal the
     corresponding slices of the reference im2col / its adjoint, on the same-width fast path, the
-    phase-split stride-2 path and the row-by-row path."""
+    phase-split stride-2 path, the offset-table path (short rows) and the row-by-row path."""
     H, W, k, p, d = geo
     r = np.random.default_rng(3)
     x = r.standard_normal((3, 4, H, W))

@@ -190,7 +190,10 @@ def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW):
                             out[r * OW + ow] = zero
 
 
-_ROWWISE, _FLAT, _STRIDE2 = 0, 1, 2
+_ROWWISE, _FLAT, _STRIDE2, _TABLE = 0, 1, 2, 3
+
+#: output rows shorter than this use the offset-table path (:func:`_source_offsets`)
+_TABLE_MAX_OW = 16
 
 
 @njit(cache=True, nogil=True)
@@ -198,12 +201,32 @@ def _block_path(W, sh, sw, dh, dw, OW):
     """Which copy strategy :func:`im2col_block` and its adjoint :func:`col2im_block_add` use
     (one rule for both, so the pair stays adjoint): ``_FLAT`` for stride 1 with OW == W (one
     stretch per column row), ``_STRIDE2`` for stride 2, dilation 1, OW == ceil(W/2) (the four
-    phases of the plane), else ``_ROWWISE``."""
+    phases of the plane), ``_TABLE`` for output rows shorter than ``_TABLE_MAX_OW`` (a gather
+    through a table of source offsets: rows of 3 outputs cost more in loop set-up than in
+    copying), else ``_ROWWISE``."""
     if sh == 1 and sw == 1 and OW == W:
         return _FLAT
     if sh == 2 and sw == 2 and dh == 1 and dw == 1 and OW == (W + 1) // 2:
         return _STRIDE2
+    if OW < _TABLE_MAX_OW:
+        return _TABLE
     return _ROWWISE
+
+
+@njit(cache=True, nogil=True)
+def _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw):
+    """offs[kh·kW + kw, r·OW + ow] = ih·W + iw, the plane offset that column (r, ow) of the row
+    (kh, kw) reads (ih = (r0 + r)·sh − ph + kh·dh, iw = ow·sw − pw + kw·dw), or −1 in the padding."""
+    offs = np.empty((kH * kW, rb * OW), dtype=np.int64)
+    for kh in range(kH):
+        for kw in range(kW):
+            for r in range(rb):
+                ih = (r0 + r) * sh - ph + kh * dh
+                for ow in range(OW):
+                    iw = ow * sw - pw + kw * dw
+                    inside = 0 <= ih < H and 0 <= iw < W
+                    offs[kh * kW + kw, r * OW + ow] = ih * W + iw if inside else -1
+    return offs
 
 
 @njit(cache=True, nogil=True)
@@ -218,6 +241,19 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
         return
     if path == _STRIDE2:
         _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW)
+        return
+    if path == _TABLE:
+        offs = _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw)
+        x3 = x.reshape(x.shape[0], x.shape[1], H * W)
+        zero = cols.dtype.type(0)
+        for i in range(nb):
+            for c in range(Cb):
+                plane = x3[n0 + i, c0 + c]
+                for kk in range(kH * kW):
+                    out, o = cols[i, c * kH * kW + kk], offs[kk]
+                    for j in range(B):
+                        q = o[j]
+                        out[j] = plane[q] if q >= 0 else zero
         return
     # row by row, with no array views inside the loops: on small images (rows of 3…13 outputs)
     # a slice per output row cost more than the copy (5×5 → 3×3, 64 channels: 3.6 ms a forward)
@@ -349,6 +385,19 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
         return
     if path == _STRIDE2:
         _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW)
+        return
+    if path == _TABLE:  # the scatter through the same offset table (a task owns its images)
+        offs = _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw)
+        g3 = gx.reshape(gx.shape[0], gx.shape[1], H * W)
+        for i in range(nb):
+            for c in range(Cb):
+                plane = g3[n0 + i, c0 + c]
+                for kk in range(kH * kW):
+                    src, o = cols[i, c * kH * kW + kk], offs[kk]
+                    for j in range(B):
+                        q = o[j]
+                        if q >= 0:
+                            plane[q] += src[j]
         return
     for i in range(nb):  # no array views inside the loops (see im2col_block)
         for c in range(Cb):
