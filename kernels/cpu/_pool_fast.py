@@ -22,7 +22,7 @@ checks this against the general kernels, the reference loops and PyTorch.
 lanes); other non-overlapping geometries use the generic ones.
 
 Threads: each raw kernel is a serial ``nogil`` loop over planes ``[p0, p1)`` of ``P = N·C``;
-:func:`over_planes` cuts the planes into tasks for ``_threads.run_tasks`` (dynamic scheduling: a
+:func:`_threads.over_chunks` cuts the planes into tasks for ``_threads.run_tasks`` (dynamic scheduling: a
 thread that loses its core takes fewer tasks). A plane is owned by one task, so the backward has
 no races. Not ``prange``: these kernels take about a millisecond, and a Numba OpenMP region can
 cost more than that: with PyTorch imported before minicnn (its libgomp then starts without
@@ -32,7 +32,6 @@ call instead of 1 ms on the shared 2-core machine (measured).
 import numpy as np
 from numba import njit
 
-from ._threads import NUM_THREADS, run_tasks
 
 
 def non_overlapping(in_hw, out_hw, kernel, stride, padding, dilation=(1, 1)):
@@ -41,17 +40,6 @@ def non_overlapping(in_hw, out_hw, kernel, stride, padding, dilation=(1, 1)):
     (kh, kw), (sh, sw) = kernel, stride
     return (tuple(padding) == (0, 0) and tuple(dilation) == (1, 1) and sh >= kh and sw >= kw
             and (OH - 1) * sh + kh <= H and (OW - 1) * sw + kw <= W)
-
-
-def over_planes(kernel, P, *args):
-    """Run ``kernel(*args, p0, p1)`` over the planes ``[0, P)``: in one call for less than 2 MiB of
-    ``args[0]``, else in up to 4 tasks per thread of at least 1 MiB each."""
-    n_tasks = max(1, min(P, 4 * NUM_THREADS, args[0].nbytes >> 20))
-    bounds = [P * t // n_tasks for t in range(n_tasks + 1)]
-    if n_tasks == 1:
-        kernel(*args, 0, P)
-    else:
-        run_tasks(lambda t, _: kernel(*args, bounds[t], bounds[t + 1]), range(n_tasks))
 
 
 def is_2x2(kernel, stride):

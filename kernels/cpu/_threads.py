@@ -202,3 +202,18 @@ def run_tasks(task, tasks, make_state=None):
     if errors:
         raise errors[0]
     return [st for st in states if st is not None]
+
+
+def over_chunks(kernel, n, *args):
+    """Run ``kernel(*args, i0, i1)`` over the index range ``[0, n)`` (planes, channels, elements):
+    in one call for less than 2 MiB of ``args[0]``, else in up to 4 tasks per thread of at least
+    1 MiB each (dynamic scheduling on :func:`run_tasks`). The kernel must write only the part of
+    its output that ``[i0, i1)`` owns. Used by the memory-bound kernels (pooling, ReLU, the conv
+    bias gradient), for which a Numba ``prange`` region costs more than the work (see
+    ``_pool_fast.py``)."""
+    n_tasks = max(1, min(n, 4 * NUM_THREADS, args[0].nbytes >> 20))
+    if n_tasks == 1:
+        kernel(*args, 0, n)
+        return
+    bounds = [n * t // n_tasks for t in range(n_tasks + 1)]
+    run_tasks(lambda t, _: kernel(*args, bounds[t], bounds[t + 1]), range(n_tasks))

@@ -9,7 +9,7 @@ split over the threads for arrays of several MiB.
 import numpy as np
 from numba import njit
 
-from ._threads import NUM_THREADS, run_tasks
+from ._threads import over_chunks
 
 KERNELS = ("relu_forward", "relu_backward")
 
@@ -32,21 +32,11 @@ def relu_backward_raw(gy, y, gx, i0, i1):
         gx[i] = zero if y[i] <= 0 else g
 
 
-def _over_chunks(kernel, n, nbytes, *arrays):
-    """``kernel(*arrays, i0, i1)`` over [0, n): one call below 2 MiB, else up to 4 chunks per thread."""
-    n_tasks = max(1, min(4 * NUM_THREADS, nbytes >> 20))
-    if n_tasks == 1:
-        kernel(*arrays, 0, n)
-        return
-    bounds = [n * t // n_tasks for t in range(n_tasks + 1)]
-    run_tasks(lambda t, _: kernel(*arrays, bounds[t], bounds[t + 1]), range(n_tasks))
-
-
 def relu_forward(x):
     """y = relu(x), a new array of x's shape and dtype."""
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _over_chunks(relu_forward_raw, x.size, x.nbytes, x.reshape(-1), y.reshape(-1))
+    over_chunks(relu_forward_raw, x.size, x.reshape(-1), y.reshape(-1))
     return y
 
 
@@ -54,5 +44,5 @@ def relu_backward(gy, y):
     """gx = gy · [y > 0] (y: the forward's output), a new array."""
     gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
     gx = np.empty_like(gy)
-    _over_chunks(relu_backward_raw, gy.size, gy.nbytes, gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    over_chunks(relu_backward_raw, gy.size, gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
     return gx

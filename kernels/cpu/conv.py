@@ -59,7 +59,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._im2col import COLS, Workspace, col2im_block_add, col2im_raw, im2col_block, im2col_raw, transpose_into
-from ._threads import NUM_THREADS, run_tasks
+from ._threads import NUM_THREADS, over_chunks, run_tasks
 from .conv_winograd import winograd_backward_weight3x3, winograd_conv3x3
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
@@ -364,9 +364,7 @@ def conv2d_bias_grad(gy):
     N, C = gy.shape[:2]
     g3 = gy.reshape(N, C, -1)
     gb = np.empty(C, dtype=gy.dtype)
-    n_tasks = max(1, min(C, 4 * NUM_THREADS, gy.nbytes >> 20))
-    bounds = [C * t // n_tasks for t in range(n_tasks + 1)]
-    run_tasks(lambda t, _: bias_grad_raw(g3, gb, bounds[t], bounds[t + 1]), range(n_tasks))
+    over_chunks(bias_grad_raw, C, g3, gb)
     return gb
 
 

@@ -13,6 +13,7 @@ from numba import njit, prange
 
 from ..geometry import output_shape
 from . import _pool_fast as fast
+from ._threads import over_chunks
 
 KERNELS = (
     "max_pool2d_forward", "max_pool2d_backward",
@@ -190,9 +191,9 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode):
     if not fast.non_overlapping((H, W), (OH, OW), kernel, stride, padding, dilation):
         _max_pool(xp, yp, ip, *kernel, *stride, *padding, *dilation)
     elif fast.is_2x2(kernel, stride):
-        fast.over_planes(fast.max_pool_2x2, N * C, xp, yp, ip)
+        over_chunks(fast.max_pool_2x2, N * C, xp, yp, ip)
     else:
-        fast.over_planes(fast.max_pool_non_overlapping, N * C, xp, yp, ip, *kernel, *stride)
+        over_chunks(fast.max_pool_non_overlapping, N * C, xp, yp, ip, *kernel, *stride)
     return y, idx
 
 
@@ -213,9 +214,9 @@ def max_pool2d_backward(gy, idx, in_hw, kernel, stride, padding, dilation):
     gx = np.empty((N, C) + tuple(in_hw), dtype=gy.dtype)  # every element written once: no zero fill
     gyp, ip, gxp = _planes(gy), _planes(idx), gx.reshape(N * C, *in_hw)
     if fast.is_2x2(kernel, stride):
-        fast.over_planes(fast.max_pool_backward_2x2, N * C, gyp, ip, gxp)
+        over_chunks(fast.max_pool_backward_2x2, N * C, gyp, ip, gxp)
     else:
-        fast.over_planes(fast.max_pool_backward_non_overlapping, N * C, gyp, ip, gxp, *kernel, *stride)
+        over_chunks(fast.max_pool_backward_non_overlapping, N * C, gyp, ip, gxp, *kernel, *stride)
     return gx
 
 
@@ -231,9 +232,9 @@ def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad,
     divisor = int(divisor_override) or kernel[0] * kernel[1]  # windows lie inside the input
     scale, exact = fast.divisor_scale(divisor)
     if fast.is_2x2(kernel, stride):
-        fast.over_planes(fast.avg_pool_2x2, N * C, xp, yp, scale, float(divisor), exact)
+        over_chunks(fast.avg_pool_2x2, N * C, xp, yp, scale, float(divisor), exact)
     else:
-        fast.over_planes(fast.avg_pool_non_overlapping, N * C, xp, yp, *kernel, *stride, scale,
+        over_chunks(fast.avg_pool_non_overlapping, N * C, xp, yp, *kernel, *stride, scale,
                          float(divisor), exact)
     return y
 
@@ -244,7 +245,7 @@ def avg_pool2d_backward(gy, in_hw, kernel, stride, padding, count_include_pad, d
         gx = np.empty((N, C) + tuple(in_hw), dtype=gy.dtype)  # every element written once
         divisor = int(divisor_override) or kernel[0] * kernel[1]
         scale, exact = fast.divisor_scale(divisor)
-        fast.over_planes(fast.avg_pool_backward_non_overlapping, N * C, _planes(gy), gx.reshape(N * C, *in_hw),
+        over_chunks(fast.avg_pool_backward_non_overlapping, N * C, _planes(gy), gx.reshape(N * C, *in_hw),
                          *kernel, *stride, scale, float(divisor), exact)
         return gx
     gx = np.zeros((N, C) + tuple(in_hw), dtype=gy.dtype)
