@@ -136,7 +136,7 @@ def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
     so tile u holds d[i, j] = P[i % 2, j % 2][u + (i // 2)·(TW + 1) + j // 2].
     Rows, Bᵀ d, per column phase b: R_0 = d_0 − d_2, R_1 = d_1 + d_2, R_2 = d_2 − d_1, R_3 = d_1 − d_3;
     columns, (Bᵀ d) B, each row (E[u], O[u], E[u + 1], O[u + 1]) = (a, b, c, d) -> (a − c, b + c, c − b, b − d)."""
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    C, H = x.shape[1], x.shape[2]
     TWp = TW + 1
     U = rows * TWp
     P = np.zeros((2, 2, (rows + 1) * TWp + 1), dtype=x.dtype)
@@ -203,6 +203,12 @@ def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
                     y_row[2 * tx + 1] = yo[tx] + b
 
 
+def bias_vector(bias, C_out, dtype):
+    """``bias`` as a contiguous (C_out,) array of ``dtype``, or zeros when None (the kernels that
+    fold the bias into their output loop always add one)."""
+    return np.zeros(C_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+
+
 def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes=None):
     """Tasks ``(n0, n1, r0, r1)`` (images n0…n1 × tile rows r0…r1) whose transformed blocks take
     about ``_BLOCK_BYTES``: a block of tile rows of one image on large images, several whole
@@ -231,7 +237,7 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None):
     TH, TW = -(-OH // 2), -(-OW // 2)
     U = transform_weight(W)
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
-    b = np.zeros(C_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    b = bias_vector(bias, C_out, x.dtype)
 
     def task(block, _):
         n0, n1, r0, r1 = block
@@ -262,7 +268,7 @@ def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
     on the padding tiles. Polyphase planes ``G[a, b][h·(TW + 1) + m] = gy[2(tr0 + h) + a, 2m + b]``
     give g[i, j] = G[i, j][u]. Rows, A g: h_0 = g_0, h_1 = g_0 + g_1, h_2 = g_0 − g_1, h_3 = −g_1
     (per column phase); columns, each row (a, b) -> (a, a + b, a − b, −b)."""
-    C_out, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    C_out, OH = gy.shape[1], gy.shape[2]
     TWp = TW + 1
     U = rows * TWp
     G = np.zeros((2, 2, U), dtype=gy.dtype)  # G[a, b, tr·TWp + TW] stays 0: the padding tiles
