@@ -239,6 +239,9 @@ def test_transpose_into_and_weight_transform():
     G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
     want = np.einsum("ai,oxij,bj->abox", G, W, G).reshape(16, 5, 3)
     np.testing.assert_allclose(CW.transform_weight(W), want, rtol=1e-14, atol=1e-14)
+    # the input gradient's filter, read in place: W'[c, o] = W[o, c, ::-1, ::-1]
+    flipped = np.einsum("ai,oxij,bj->abxo", G, W[:, :, ::-1, ::-1], G).reshape(16, 3, 5)
+    np.testing.assert_allclose(CW.transform_weight(W, flipped_transposed=True), flipped, rtol=1e-14, atol=1e-14)
 
 
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)

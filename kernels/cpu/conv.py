@@ -248,11 +248,6 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weig
             or small_image)
 
 
-def _flipped_transposed(W):
-    """W'[c, co, a, b] = W[co, c, kH−1−a, kW−1−b]: the filter of the input gradient as a convolution."""
-    return np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-
-
 #: columns of one im2col block: about this many elements (4 MiB of float32), see :func:`_blocks`
 _BLOCK_ELEMS = 1 << 20
 
@@ -379,7 +374,7 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
     if _use_winograd((kH, kW), stride, dilation, G, C_out, C_in, x_hw):
         # gx[c, ih, iw] = Σ W[co, c, kh, kw] gy[co, ih + ph − kh, iw + pw − kw]: a 3×3 convolution of
         # gy with the flipped, transposed filter and leading padding 2 − p
-        return winograd_conv3x3(gy, _flipped_transposed(W), (kH - 1 - padding[0], kW - 1 - padding[1]), x_hw)
+        return winograd_conv3x3(gy, W, (kH - 1 - padding[0], kW - 1 - padding[1]), x_hw, flipped_transposed=True)
     WgT = W.reshape(G, Mg, K).transpose(0, 2, 1)
     gyv = gy.reshape(N, G, Mg, OH * OW)
     if _is_pointwise((kH, kW), stride, padding, x_hw, (OH, OW)):
