@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from minicnn.kernels.cpu import conv as C
 from minicnn.kernels.cpu import _im2col as I2C
 from minicnn.kernels.cpu import conv_winograd as CW
+from minicnn.kernels.cpu import conv_winograd4 as CW4
 from minicnn.kernels.reference import conv as R
 
 torch = pytest.importorskip("torch")
@@ -90,9 +91,9 @@ def test_im2col_path_matches_reference(force, algorithm, g):
 
 
 @settings(deadline=None)
-@given(geometries(winograd=True))
-def test_winograd_path_matches_reference(force, g):
-    force("winograd")
+@given(geometries(winograd=True), st.sampled_from(["winograd", "winograd4"]))
+def test_winograd_path_matches_reference(force, g, algorithm):
+    force(algorithm)
     _check_against_reference(g)
 
 
@@ -114,12 +115,16 @@ def test_tiny_blocks_cut_images_into_many_row_blocks(force, monkeypatch):
     _check_against_reference(g)
     force("winograd")
     _check_against_reference(g)
+    force("winograd4")
+    _check_against_reference(g)
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "winograd4"])
 @pytest.mark.parametrize("shape", [(2, 16, 33, 31, 24, 1), (3, 20, 32, 32, 16, 0), (1, 17, 9, 12, 18, 2)])
 def test_paths_match_pytorch_float32(force, algorithm, shape):
-    """Forward, input and weight gradients of 3×3 stride-1 convolutions vs PyTorch (float32)."""
+    """Forward, input and weight gradients of 3×3 stride-1 convolutions vs PyTorch (float32).
+    F(4×4, 3×3) too: its transforms scale by up to 8 and 1/24, yet it stays within 1e-5 of the
+    output's scale (measured ~5e-6 on 64 channels, against ~3e-7 for F(2×2))."""
     force(algorithm)
     N, C_in, H, W_, C_out, p = shape
     r = np.random.default_rng(1)
@@ -149,6 +154,27 @@ def test_depthwise_matches_pytorch_float32():
         assert rel_err(C.conv2d_forward(x, W, *geo, tuple(ty.shape[2:])), ty.detach().numpy()) < 1e-5
         assert rel_err(C.conv2d_backward_input(gy, W, x.shape[2:], *geo), tx.grad.numpy()) < 1e-5
         assert rel_err(C.conv2d_backward_weight(x, gy, (3, 3), *geo), tw.grad.numpy()) < 1e-5
+
+
+def test_winograd4_on_large_maps_only():
+    """F(4×4, 3×3) from 56×56 output positions on; F(2×2) below; forcing picks either."""
+    assert C._winograd_tile((56, 56)) == 4 and C._winograd_tile((112, 112)) == 4
+    assert C._winograd_tile((28, 28)) == 2 and C._winograd_tile((14, 14)) == 2
+
+
+def test_winograd4_float32_error_on_a_realistic_layer():
+    """A 64 → 64-channel 56×56 layer (the size where F(4×4) is chosen): float32 within 2e-5 of the
+    float64 reference's scale, forward and input gradient."""
+    r = np.random.default_rng(7)
+    x = r.standard_normal((1, 64, 56, 56))
+    W = r.standard_normal((64, 64, 3, 3)) * 0.1
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    assert C._winograd_tile((56, 56)) == 4 and C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
+    want = R.conv2d_forward(x, W, *geo, (56, 56))
+    got = C.conv2d_forward(x.astype(np.float32), W.astype(np.float32), *geo, (56, 56))
+    assert rel_err(got, want) < 2e-5
+    gx = C.conv2d_backward_input(want.astype(np.float32), W.astype(np.float32), (56, 56), *geo)
+    assert rel_err(gx, R.conv2d_backward_input(want, W, (56, 56), *geo)) < 2e-5
 
 
 def test_dispatch_table():
@@ -299,3 +325,58 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
                 np.testing.assert_allclose(y[n, c, 2 * ty:2 * ty + rr, 2 * tx:2 * tx + cc], out[:rr, :cc],
                                            rtol=1e-12, atol=1e-12)
     assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()  # nothing outside the block
+
+
+@settings(deadline=None)
+@given(st.integers(1, 3), st.integers(1, 17), st.integers(1, 17), st.integers(0, 2), st.integers(0, 2),
+       st.integers(0, 5), st.data())
+def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, data):
+    """F(4×4, 3×3): the input tile d = xpad[4ty : 4ty + 6, 4tx : 4tx + 6] gives V = Bᵀ d B (36 values),
+    M gives y = Aᵀ m A (4×4, cropped), and U = G g Gᵀ, against the matrices of the definition
+    (written out in the test, not taken from the module), tile by tile, at an offset toff, with
+    the padding tile of each tile row at 0."""
+    BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                   [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+    G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+    AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+    r = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    C = 2
+    TH, TW = -(-OH // 4), -(-OW // 4)
+    H, W = OH + 2 - 2 * ph + extra, OW + 2 - 2 * pw + extra
+    assume(H >= 1 and W >= 1)
+    n = data.draw(st.integers(0, N - 1))
+    tr0 = data.draw(st.integers(0, TH - 1))
+    rows = data.draw(st.integers(1, TH - tr0))
+    toff = data.draw(st.integers(0, 5))
+    x = r.standard_normal((N, C, H, W))
+    U = rows * (TW + 1)
+    V = np.full((36, C, toff + U + 2), np.nan)
+    CW4.input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff)
+    xpad = np.zeros((C, 4 * TH + 2, 4 * TW + 2))
+    h, w = min(H, 4 * TH + 2 - ph), min(W, 4 * TW + 2 - pw)
+    xpad[:, ph:ph + h, pw:pw + w] = x[n, :, :h, :w]
+    M = r.standard_normal((36, C, toff + U))
+    y = np.full((N, C, OH, OW), np.nan)
+    b = r.standard_normal(C)
+    CW4.output_transform4_block(M, y, b, n, tr0, rows, TW, toff)
+    for tr in range(rows):
+        ty = tr0 + tr
+        for tx in range(TW + 1):
+            u = toff + tr * (TW + 1) + tx
+            if tx == TW:
+                np.testing.assert_array_equal(V[:, :, u], 0)
+                continue
+            for c in range(C):
+                d = xpad[c, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]
+                np.testing.assert_allclose(V[:, c, u], (BT @ d @ BT.T).ravel(), rtol=1e-12, atol=1e-11)
+                out = AT @ M[:, c, u].reshape(6, 6) @ AT.T + b[c]
+                rr, cc = min(4, OH - 4 * ty), min(4, OW - 4 * tx)
+                np.testing.assert_allclose(y[n, c, 4 * ty:4 * ty + rr, 4 * tx:4 * tx + cc], out[:rr, :cc],
+                                           rtol=1e-12, atol=1e-11)
+    assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()
+    Wt = r.standard_normal((3, 2, 3, 3))
+    want = np.einsum("ai,oxij,bj->abox", G, Wt, G).reshape(36, 3, 2)
+    np.testing.assert_allclose(CW4.transform_weight4(Wt), want, rtol=1e-13, atol=1e-14)
+    flipped = np.einsum("ai,oxij,bj->abxo", G, Wt[:, :, ::-1, ::-1], G).reshape(36, 2, 3)
+    np.testing.assert_allclose(CW4.transform_weight4(Wt, flipped_transposed=True), flipped, rtol=1e-13, atol=1e-14)

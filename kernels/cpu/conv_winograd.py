@@ -27,13 +27,17 @@ import numpy as np
 from numba import njit
 
 from ._im2col import COLS, Workspace
+from ._jit import no_refcount
 from ._threads import NUM_THREADS, run_tasks
+from .conv_winograd4 import input_transform4_block, output_transform4_block, transform_weight4
 
 #: the workspace of the products M (the transformed inputs V use ``_im2col.COLS``)
 PRODUCTS = Workspace()
 
 #: bytes of V (and of M) per task of the forward pass
 _BLOCK_BYTES = 2 << 20
+#: ... but at least this many tiles a task for F(4×4, 3×3), whose tiles take 2.25× the bytes
+_MIN_TILES4 = 256
 #: bytes of V and Z per task of the weight gradient: larger, because its GEMMs contract over the
 #: tiles (inner dimension T) and each task ends with an accumulation of 16·C_out·C_in products
 #: (measured on 4 layers: 1 MiB 0.85–1.0× im2col, 4 MiB 1.15–1.4×)
@@ -112,6 +116,12 @@ def _polyphase_rows(row, pad, dst_even, dst_odd, shift):
 
 
 @njit(cache=True, inline="always")
+def _copy(out, a):
+    for u in range(out.shape[0]):
+        out[u] = a[u]
+
+
+@njit(cache=True, inline="always")
 def _add(out, a, b):
     for u in range(out.shape[0]):
         out[u] = a[u] + b[u]
@@ -142,8 +152,8 @@ def _neg(out, a):
         out[u] = -a[u]
 
 
-@njit(cache=True, nogil=True)
-def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
+@no_refcount
+def _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad):
     """V[k, c, toff + u] = (Bᵀ d B)[k] for the 4×4 input tiles d of image n in tile rows tr0…tr0 + rows − 1,
     u = (ty − tr0)·(TW + 1) + tx (padding tiles tx = TW hold 0; V C-contiguous (16, C, ≥ toff + rows·(TW + 1))).
 
@@ -154,9 +164,6 @@ def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
     C, H = x.shape[1], x.shape[2]
     TWp = TW + 1
     U = rows * TWp
-    P = np.zeros((2, 2, (rows + 1) * TWp + 1), dtype=x.dtype)
-    R = np.empty((4, 2, U + 1), dtype=x.dtype)
-    pad = np.zeros(2 * TWp, dtype=x.dtype)
     for c in range(C):
         xp = x[n, c]
         for h in range(rows + 1):
@@ -187,7 +194,18 @@ def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
 
 
 @njit(cache=True, nogil=True)
-def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
+def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff):
+    """:func:`_input_transform_block_into` with its scratch arrays allocated here."""
+    TWp = TW + 1
+    U = rows * TWp
+    P = np.zeros((2, 2, (rows + 1) * TWp + 1), dtype=x.dtype)
+    R = np.empty((4, 2, U + 1), dtype=x.dtype)
+    pad = np.zeros(2 * TWp, dtype=x.dtype)
+    _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad)
+
+
+@no_refcount
+def _output_transform_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
     """y[n, co, 2ty + a, 2tx + b] = bias[co] + (Aᵀ m A)[a, b] with m[k] = M[k, co, toff + u], u = (ty − tr0)·(TW + 1) + tx
     (cropped at the border; padding tiles skipped). Rows, Aᵀ m: S_0j = m_0j + m_1j + m_2j,
     S_1j = m_1j − m_2j − m_3j; columns: Y[a, 0] = S_a0 + S_a1 + S_a2, Y[a, 1] = S_a1 − S_a2 − S_a3,
@@ -195,8 +213,6 @@ def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
     C_out, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     TWp = TW + 1
     U = rows * TWp
-    S = np.empty((2, 4, U), dtype=y.dtype)
-    Y = np.empty((2, 2, U), dtype=y.dtype)
     n_odd = OW // 2  # output columns 2tx + 1 inside the image
     for co in range(C_out):
         for j in range(4):
@@ -216,6 +232,16 @@ def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
                     y_row[2 * tx] = ye[tx] + b
                 for tx in range(n_odd):
                     y_row[2 * tx + 1] = yo[tx] + b
+
+
+@njit(cache=True, nogil=True)
+def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
+    """:func:`_output_transform_block_into` with its scratch arrays allocated here."""
+    TWp = TW + 1
+    U = rows * TWp
+    S = np.empty((2, 4, U), dtype=y.dtype)
+    Y = np.empty((2, 2, U), dtype=y.dtype)
+    _output_transform_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y)
 
 
 def bias_vector(bias, C_out, dtype):
@@ -242,17 +268,24 @@ def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes=None):
     return [(n, n + 1, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
 
 
-def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False):
+def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False, tile=2):
     """y (N, C_out, OH, OW) = conv2d(x, W) (+ bias[co]) for a 3×3 W, stride 1, dilation 1, one group;
     ``padding`` is the leading padding, the output size ``out_hw`` implies the trailing one.
     ``flipped_transposed``: convolve with W[co, c, ::−1, ::−1] transposed to (C_in, C_out) instead
-    (the input gradient, a convolution of gy; see :func:`transform_weight`)."""
+    (the input gradient, a convolution of gy; see :func:`transform_weight`).
+    ``tile``: 2 for F(2×2, 3×3) (this module's transforms), 4 for F(4×4, 3×3) (``conv_winograd4``:
+    36 products of 4×4-output tiles instead of 16 of 2×2 ones)."""
     x, W = np.ascontiguousarray(x), np.ascontiguousarray(W)
     N, C_in = x.shape[:2]
     C_out = W.shape[1] if flipped_transposed else W.shape[0]
     OH, OW = out_hw
-    TH, TW = -(-OH // 2), -(-OW // 2)
-    U = transform_weight(W, flipped_transposed)
+    TH, TW = -(-OH // tile), -(-OW // tile)
+    if tile == 4:
+        K, U = 36, transform_weight4(W, flipped_transposed)
+        in_transform, out_transform = input_transform4_block, output_transform4_block
+    else:
+        K, U = 16, transform_weight(W, flipped_transposed)
+        in_transform, out_transform = input_transform_block, output_transform_block
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
     b = bias_vector(bias, C_out, x.dtype)
 
@@ -260,15 +293,18 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False)
         n0, n1, r0, r1 = block
         Tb = (r1 - r0) * (TW + 1)  # tiles per image of the block, with one padding tile per row
         T = (n1 - n0) * Tb
-        V = COLS.get((16, C_in, T), x.dtype)
+        V = COLS.get((K, C_in, T), x.dtype)
         for i in range(n1 - n0):
-            input_transform_block(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
-        M = PRODUCTS.get((16, C_out, T), x.dtype)
+            in_transform(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
+        M = PRODUCTS.get((K, C_out, T), x.dtype)
         np.matmul(U, V, out=M)
         for i in range(n1 - n0):
-            output_transform_block(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
+            out_transform(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
 
-    run_tasks(task, _tile_tasks(N, TH, TW + 1, 16 * max(C_in, C_out) * x.itemsize))
+    bytes_per_tile = K * max(C_in, C_out) * x.itemsize
+    # F(4×4): at least _MIN_TILES4 tiles a task (2 MiB left (4,128,112,112)'s GEMMs 87 tiles wide: 61 ms vs 53)
+    block_bytes = _BLOCK_BYTES if tile == 2 else max(_BLOCK_BYTES, _MIN_TILES4 * bytes_per_tile)
+    run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, block_bytes))
     return y
 
 
@@ -278,8 +314,8 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False)
 #     ∂L/∂U[k] (C_out, C_in) = Σ_tiles Z[k] · V[k]ᵀ  with Z[k] = (A gY Aᵀ)[k]  (C_out, tiles)
 #     ∂L/∂g = Gᵀ (∂L/∂U) G  (3×3 from 4×4), summed over every tile of every image.
 # 16 GEMMs of C_out·C_in·(OH·OW/4) multiply-adds instead of 9·C_out·C_in·OH·OW: the same 2.25×.
-@njit(cache=True, nogil=True)
-def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
+@no_refcount
+def _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff, G, Hr, pad):
     """Z[k, co, toff + u] = (A g Aᵀ)[k] for the 2×2 tiles g of gy[n, co] in tile rows tr0…tr0 + rows − 1,
     u = (ty − tr0)·(TW + 1) + tx; gy is zero outside OH × OW (a partial tile at an odd border) and
     on the padding tiles. Polyphase planes ``G[a, b][h·(TW + 1) + m] = gy[2(tr0 + h) + a, 2m + b]``
@@ -288,9 +324,6 @@ def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
     C_out, OH = gy.shape[1], gy.shape[2]
     TWp = TW + 1
     U = rows * TWp
-    G = np.zeros((2, 2, U), dtype=gy.dtype)  # G[a, b, tr·TWp + TW] stays 0: the padding tiles
-    Hr = np.empty((4, 2, U), dtype=gy.dtype)
-    pad = np.zeros(2 * TW, dtype=gy.dtype)
     for co in range(C_out):
         gp = gy[n, co]
         for h in range(rows):
@@ -303,16 +336,27 @@ def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
                     G[a, 0, lo:lo + TW] = 0
                     G[a, 1, lo:lo + TW] = 0
         for b in range(2):  # rows: A g
-            Hr[0, b, :] = G[0, b]
+            _copy(Hr[0, b], G[0, b])
             _add(Hr[1, b], G[0, b], G[1, b])
             _sub(Hr[2, b], G[0, b], G[1, b])
             _neg(Hr[3, b], G[1, b])
         for r in range(4):  # columns: (A g) Aᵀ
             e, o = Hr[r, 0], Hr[r, 1]
-            Z[4 * r, co, toff:toff + U] = e
+            _copy(Z[4 * r, co, toff:toff + U], e)
             _add(Z[4 * r + 1, co, toff:toff + U], e, o)
             _sub(Z[4 * r + 2, co, toff:toff + U], e, o)
             _neg(Z[4 * r + 3, co, toff:toff + U], o)
+
+
+@njit(cache=True, nogil=True)
+def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
+    """:func:`_gy_transform_block_into` with its scratch arrays allocated here."""
+    TWp = TW + 1
+    U = rows * TWp
+    G = np.zeros((2, 2, U), dtype=gy.dtype)  # G[a, b, tr·TWp + TW] stays 0: the padding tiles
+    Hr = np.empty((4, 2, U), dtype=gy.dtype)
+    pad = np.zeros(2 * TW, dtype=gy.dtype)
+    _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff, G, Hr, pad)
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,217 @@
+"""Winograd F(4×4, 3×3) transforms on the CPU: a 4×4 block of outputs from a 6×6 input tile.
+
+Lavin & Gray (2016), interpolation points 0, ±1, ±2, ∞::
+
+    Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+
+    Bᵀ = [[4,  0, −5,  0, 1, 0],        G = [[ 1/4,     0,    0],      Aᵀ = [[1, 1,  1, 1,  1, 0],
+          [0, −4, −4,  1, 1, 0],             [−1/6,  −1/6, −1/6],            [0, 1, −1, 2, −2, 0],
+          [0,  4, −4, −1, 1, 0],             [−1/6,   1/6, −1/6],            [0, 1,  1, 4,  4, 0],
+          [0, −2, −1,  2, 1, 0],             [1/24,  1/12,  1/6],            [0, 1, −1, 8, −8, 1]]
+          [0,  2, −1, −2, 1, 0],             [1/24, −1/12,  1/6],
+          [0,  4,  0, −5, 0, 1]]             [   0,     0,    1]]
+
+36 GEMMs of C_out·C_in·(OH·OW/16) multiply-adds, against 16 of C_out·C_in·(OH·OW/4) for
+F(2×2, 3×3) (``conv_winograd.py``): 1.78× fewer again, 4× fewer than im2col. The price is
+accuracy: the transforms multiply by up to 8 and 1/24, so float32 results carry ~10× the
+rounding error of F(2×2) (relative error ~1e-6 of the output's scale instead of ~1e-7,
+measured in ``tests/test_conv_variants.py``). The driver is ``conv_winograd.winograd_conv3x3``
+(``tile=4``); these are its three transforms, in the same padded-tile layout: tile u =
+tr·(TW + 1) + tx of a block of tile rows, one zero padding tile ending each tile row, each stage
+a unit-stride loop over u with one store (vectorised), on the polyphase planes of the input.
+"""
+import numpy as np
+from numba import njit
+
+from ._jit import no_refcount
+from ._threads import NUM_THREADS, run_tasks
+
+#: the 6×6 matrices, for the tests and for anyone checking the formulas below
+BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=np.float64)
+AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+               dtype=np.float64)
+
+
+@njit(cache=True, nogil=True)
+def transform_weight4_raw(W, U, o0, o1, flipped_transposed):
+    """U[6a + b, o, c] = (G g Gᵀ)[a, b] for g = W[o, c] (or W[c, o, ::−1, ::−1] when
+    ``flipped_transposed``), o in o0…o1, float64 arithmetic; per o, unit-stride loops over c."""
+    C_in = U.shape[2]
+    g = np.empty((3, 3, C_in))
+    h = np.empty((6, 3, C_in))
+    for o in range(o0, o1):
+        for c in range(C_in):
+            for i in range(3):
+                for j in range(3):
+                    g[i, j, c] = W[c, o, 2 - i, 2 - j] if flipped_transposed else W[o, c, i, j]
+        for j in range(3):  # h = G g, column j
+            g0, g1, g2 = g[0, j], g[1, j], g[2, j]
+            for c in range(C_in):
+                h[0, j, c] = g0[c] / 4.0
+                h[1, j, c] = -(g0[c] + g1[c] + g2[c]) / 6.0
+                h[2, j, c] = -(g0[c] - g1[c] + g2[c]) / 6.0
+                h[3, j, c] = g0[c] / 24.0 + g1[c] / 12.0 + g2[c] / 6.0
+                h[4, j, c] = g0[c] / 24.0 - g1[c] / 12.0 + g2[c] / 6.0
+                h[5, j, c] = g2[c]
+        for a in range(6):  # U = h Gᵀ, row a
+            h0, h1, h2 = h[a, 0], h[a, 1], h[a, 2]
+            u = U[6 * a:6 * a + 6, o]
+            for c in range(C_in):
+                u[0, c] = h0[c] / 4.0
+            for c in range(C_in):
+                u[1, c] = -(h0[c] + h1[c] + h2[c]) / 6.0
+            for c in range(C_in):
+                u[2, c] = -(h0[c] - h1[c] + h2[c]) / 6.0
+            for c in range(C_in):
+                u[3, c] = h0[c] / 24.0 + h1[c] / 12.0 + h2[c] / 6.0
+            for c in range(C_in):
+                u[4, c] = h0[c] / 24.0 - h1[c] / 12.0 + h2[c] / 6.0
+            for c in range(C_in):
+                u[5, c] = h2[c]
+
+
+def transform_weight4(W, flipped_transposed=False):
+    """U (36, C_out, C_in) = G g Gᵀ for every 3×3 filter g = W[co, c] (float64 arithmetic), or
+    (36, C_in, C_out) of W[co, c, ::−1, ::−1] with ``flipped_transposed`` (the input gradient)."""
+    R, S = W.shape[:2][::-1] if flipped_transposed else W.shape[:2]
+    U = np.empty((36, R, S), dtype=W.dtype)
+    step = max(1, -(-R // (2 * NUM_THREADS)))
+    run_tasks(lambda o0, _: transform_weight4_raw(W, U, o0, min(R, o0 + step), flipped_transposed), range(0, R, step))
+    return U
+
+
+@njit(cache=True, inline="always")
+def _bt_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5):
+    """o_r = Σ_i Bᵀ[r, i] d_i for the six rows r of Bᵀ: 1-D unit-stride loops with one store each
+    (2-D slices of V, whose inner stride Numba cannot see, kept LLVM from vectorising)."""
+    n = o0.shape[0]
+    for u in range(n):
+        o0[u] = 4.0 * d0[u] - 5.0 * d2[u] + d4[u]
+    for u in range(n):
+        o1[u] = (d3[u] + d4[u]) - 4.0 * (d1[u] + d2[u])
+    for u in range(n):
+        o2[u] = (d4[u] - d3[u]) + 4.0 * (d1[u] - d2[u])
+    for u in range(n):
+        o3[u] = (d4[u] - d2[u]) + 2.0 * (d3[u] - d1[u])
+    for u in range(n):
+        o4[u] = (d4[u] - d2[u]) - 2.0 * (d3[u] - d1[u])
+    for u in range(n):
+        o5[u] = 4.0 * d1[u] - 5.0 * d3[u] + d5[u]
+
+
+@no_refcount
+def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad):
+    """V[6r + s, c, toff + u] = (Bᵀ d B)[r, s] for the 6×6 input tiles d = xpad[4ty : 4ty + 6, 4tx : 4tx + 6]
+    of image n in tile rows tr0…tr0 + rows − 1, u = (ty − tr0)·(TW + 1) + tx (padding tiles tx = TW
+    hold 0; V C-contiguous (36, C, ≥ toff + rows·(TW + 1))).
+
+    Polyphase planes of the zero-padded rows: ``P[a, b][h·(TW + 1) + m] = xpad[4(tr0 + h) + a, 4m + b]``,
+    so tile u holds d[i, j] = P[i % 4, j % 4][u + (i // 4)·(TW + 1) + j // 4]. Rows first (Bᵀ d, one
+    pass per column phase b, over u…U so that the columns can read one tile to the right), then
+    columns ((Bᵀ d) B, the same combinations of e_j = R[r, j % 4][u + j // 4])."""
+    C, H = x.shape[1], x.shape[2]
+    TWp = TW + 1
+    U = rows * TWp
+    n_copy = min(x.shape[3], 4 * TWp - pw)
+    for c in range(C):
+        xp = x[n, c]
+        for h in range(rows + 1):
+            lo = h * TWp
+            for a in range(4):
+                ih = 4 * (tr0 + h) + a - ph
+                if 0 <= ih < H:
+                    row = xp[ih]
+                    for i in range(n_copy):
+                        pad[pw + i] = row[i]
+                    for b in range(4):
+                        dst = P[a, b, lo:lo + TWp]
+                        for m in range(TWp):
+                            dst[m] = pad[4 * m + b]
+                else:
+                    for b in range(4):
+                        P[a, b, lo:lo + TWp] = 0
+        for b in range(4):  # rows: Bᵀ d
+            _bt_rows(R[b, 0], R[b, 1], R[b, 2], R[b, 3], R[b, 4], R[b, 5],
+                     P[0, b, :U + 1], P[1, b, :U + 1], P[2, b, :U + 1], P[3, b, :U + 1],
+                     P[0, b, TWp:TWp + U + 1], P[1, b, TWp:TWp + U + 1])
+        for r in range(6):  # columns: (Bᵀ d) B
+            k, lo, hi = 6 * r, toff, toff + U
+            _bt_rows(V[k, c, lo:hi], V[k + 1, c, lo:hi], V[k + 2, c, lo:hi], V[k + 3, c, lo:hi],
+                     V[k + 4, c, lo:hi], V[k + 5, c, lo:hi], R[0, r, :U], R[1, r, :U], R[2, r, :U], R[3, r, :U],
+                     R[0, r, 1:U + 1], R[1, r, 1:U + 1])
+        for tr in range(rows):  # the padding tiles: 0
+            for k in range(36):
+                V[k, c, toff + tr * TWp + TW] = 0
+
+
+@njit(cache=True, nogil=True)
+def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff):
+    """:func:`_input_transform4_block_into` with its scratch arrays allocated here."""
+    TWp = TW + 1
+    U = rows * TWp
+    L = (rows + 1) * TWp + 1
+    P = np.zeros((4, 4, L), dtype=x.dtype)
+    R = np.empty((4, 6, U + 1), dtype=x.dtype)  # R[b, r]: row r of Bᵀ d on column phase b
+    pad = np.zeros(4 * TWp, dtype=x.dtype)
+    _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad)
+
+
+@njit(cache=True, inline="always")
+def _at_rows(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5):
+    """o_a = Σ_i Aᵀ[a, i] m_i for the four rows a of Aᵀ (1-D loops, one store each)."""
+    n = o0.shape[0]
+    for u in range(n):
+        o0[u] = m0[u] + (m1[u] + m2[u]) + (m3[u] + m4[u])
+    for u in range(n):
+        o1[u] = (m1[u] - m2[u]) + 2.0 * (m3[u] - m4[u])
+    for u in range(n):
+        o2[u] = (m1[u] + m2[u]) + 4.0 * (m3[u] + m4[u])
+    for u in range(n):
+        o3[u] = (m1[u] - m2[u]) + 8.0 * (m3[u] - m4[u]) + m5[u]
+
+
+@no_refcount
+def _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
+    """y[n, co, 4ty + a, 4tx + b] = bias[co] + (Aᵀ m A)[a, b] with m[i, j] = M[6i + j, co, toff + u],
+    u = (ty − tr0)·(TW + 1) + tx (cropped at the border; padding tiles skipped). Rows (Aᵀ m, per
+    column j), then columns (the same combinations over j), then the four column phases b are
+    interleaved into the output rows."""
+    C_out, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    TWp = TW + 1
+    U = rows * TWp
+    for co in range(C_out):
+        lo, hi = toff, toff + U
+        for j in range(6):
+            _at_rows(S[j, 0], S[j, 1], S[j, 2], S[j, 3], M[j, co, lo:hi], M[6 + j, co, lo:hi], M[12 + j, co, lo:hi],
+                     M[18 + j, co, lo:hi], M[24 + j, co, lo:hi], M[30 + j, co, lo:hi])
+        for a in range(4):
+            _at_rows(Y[a, 0], Y[a, 1], Y[a, 2], Y[a, 3], S[0, a], S[1, a], S[2, a], S[3, a], S[4, a], S[5, a])
+        yp, bc = y[n, co], bias[co]
+        full = OW // 4  # tiles whose 4 output columns all lie inside the image
+        for tr in range(rows):
+            oh, lo = 4 * (tr0 + tr), tr * TWp
+            for a in range(min(4, OH - oh)):
+                y_row = yp[oh + a]
+                for tx in range(full):  # one interleaving loop (four per-phase loops of TW elements
+                    u = lo + tx         # were too short on small images)
+                    y_row[4 * tx] = Y[a, 0, u] + bc
+                    y_row[4 * tx + 1] = Y[a, 1, u] + bc
+                    y_row[4 * tx + 2] = Y[a, 2, u] + bc
+                    y_row[4 * tx + 3] = Y[a, 3, u] + bc
+                for b in range(OW - 4 * full):  # the cropped last tile
+                    y_row[4 * full + b] = Y[a, b, lo + full] + bc
+
+
+@njit(cache=True, nogil=True)
+def output_transform4_block(M, y, bias, n, tr0, rows, TW, toff):
+    """:func:`_output_transform4_block_into` with its scratch arrays allocated here."""
+    TWp = TW + 1
+    U = rows * TWp
+    S = np.empty((6, 4, U), dtype=y.dtype)  # S[j, a] = (Aᵀ m)[a, j]
+    Y = np.empty((4, 4, U), dtype=y.dtype)  # Y[a, b]
+    _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y)
+
+
