@@ -29,6 +29,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from ._jit import no_refcount
+
 
 @njit(cache=True, parallel=True)
 def im2col_raw(x, cols, kH, kW, sh, sw, ph, pw, dh, dw, OH, OW):
@@ -93,7 +95,7 @@ def _valid_rows(rb, r0, H, ph, kh, dh):
     return lo, max(lo, min(rb, H - a))
 
 
-@njit(cache=True, nogil=True)
+@no_refcount
 def _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
     """im2col_block for stride 1 and OW == W: the block rows of one (c, kh, kw) read one
     contiguous stretch of the input plane, so each is one vectorised copy, then the few border
@@ -133,19 +135,18 @@ def _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
                             out[r * OW + ow] = zero
 
 
-@njit(cache=True, nogil=True)
-def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW):
+@no_refcount
+def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, xq):
     """im2col_block for stride 2, dilation 1 and OW == ⌈W/2⌉: each channel plane is first split
     into its 4 phases ``xq[a, b, i, j] = x[2i + a, 2j + b]`` (zero beyond the plane); entry
     (kh, kw) of the columns then reads phase ((kh − ph) mod 2, (kw − pw) mod 2) with stride 1, so
     the rows of a block are one contiguous stretch as in :func:`_im2col_block_flat` (the strided
-    row-by-row gather cost ~1 ns an element)."""
+    row-by-row gather cost ~1 ns an element). ``xq``: scratch, zeros (2, 2, ⌈H/2⌉·OW)."""
     nb, CK, B = cols.shape
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = x.shape[2], x.shape[3]
     H2, W2 = (H + 1) // 2, OW
     HW2 = H2 * W2
-    xq = np.zeros((2, 2, H2 * W2), dtype=x.dtype)
     zero = x.dtype.type(0)
     for i in range(nb):
         for c in range(Cb):
@@ -240,7 +241,7 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
         _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW)
         return
     if path == _STRIDE2:
-        _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW)
+        _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, np.zeros((2, 2, (H + 1) // 2 * OW), dtype=x.dtype))
         return
     if path == _TABLE:
         offs = _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw)
@@ -255,8 +256,17 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
                         q = o[j]
                         out[j] = plane[q] if q >= 0 else zero
         return
-    # row by row, with no array views inside the loops: on small images (rows of 3…13 outputs)
-    # a slice per output row cost more than the copy (5×5 → 3×3, 64 channels: 3.6 ms a forward)
+    _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW)
+
+
+@no_refcount
+def _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
+    """im2col_block row by row (the general path), with no array views inside the loops: on small
+    images (rows of 3…13 outputs) a slice per output row cost more than the copy (5×5 → 3×3,
+    64 channels: 3.6 ms a forward)."""
+    nb, CK, B = cols.shape
+    rb, Cb = B // OW, CK // (kH * kW)
+    H, W = x.shape[2], x.shape[3]
     zero = cols.dtype.type(0)
     for i in range(nb):
         for c in range(Cb):
@@ -286,7 +296,7 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
                             out[base + ow] = zero
 
 
-@njit(cache=True, nogil=True)
+@no_refcount
 def _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
     """col2im_block_add for stride 1 and OW == W, the adjoint of :func:`_im2col_block_flat`: the
     border entries of a row of ``cols`` are zeroed *in place* (``cols`` is scratch), then the
@@ -320,18 +330,17 @@ def _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
                             dst[j] += a[j]
 
 
-@njit(cache=True, nogil=True)
-def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW):
+@no_refcount
+def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, gq):
     """col2im_block_add for stride 2, dilation 1 and OW == ⌈W/2⌉, the adjoint of
     :func:`_im2col_block_s2`: the rows are added to the 4 phases of a plane with contiguous
     stretches (border entries of ``cols`` zeroed in place first), then the phases are added to
-    the plane."""
+    the plane. ``gq``: scratch (2, 2, ⌈H/2⌉·OW)."""
     nb, CK, B = cols.shape
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = gx.shape[2], gx.shape[3]
     H2, W2 = (H + 1) // 2, OW
     HW2 = H2 * W2
-    gq = np.zeros((2, 2, HW2), dtype=gx.dtype)
     zero = cols.dtype.type(0)
     for i in range(nb):
         for c in range(Cb):
@@ -384,7 +393,7 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
         _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW)
         return
     if path == _STRIDE2:
-        _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW)
+        _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, np.empty((2, 2, (H + 1) // 2 * OW), dtype=gx.dtype))
         return
     if path == _TABLE:  # the scatter through the same offset table (a task owns its images)
         offs = _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw)
