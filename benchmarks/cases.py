@@ -44,7 +44,7 @@ def _conv_flops(N, C, H, W, K, k, s, p, g):
 
 
 def conv_case(layer, backward, algorithm=None):
-    """``algorithm``: None (minicnn's own choice) or a forced CPU path ("im2col", "winograd"),
+    """``algorithm``: None (minicnn's own choice) or a forced CPU path ("im2col", "winograd", "winograd4"),
     to show the kernel variants side by side."""
     N, C, H, W, K, k, s, p, g = layer
     fwd_flops, out_shape = _conv_flops(*layer)
@@ -260,7 +260,7 @@ def suite(quick=False):
         cases.append(conv_case(layer, backward=True))
     if not quick:  # the CPU kernel variants side by side, where both apply (3×3, stride 1)
         for layer in CONV_LAYERS[2:4] + CONV_LAYERS[5:6]:
-            cases += [conv_case(layer, backward=False, algorithm=a) for a in ("im2col", "winograd")]
+            cases += [conv_case(layer, backward=False, algorithm=a) for a in ("im2col", "winograd", "winograd4")]
     for shape in ([(64, 64, 32, 32)] if quick else [(64, 64, 32, 32), (8, 256, 56, 56)]):
         cases += [pool_case(shape, "max"), pool_case(shape, "avg")]
     cases.append(deconv_case())

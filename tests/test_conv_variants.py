@@ -179,10 +179,11 @@ def test_winograd4_float32_error_on_a_realistic_layer():
 
 def test_dispatch_table():
     """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions, or
-    ≥ 128 channels and ≥ 196 positions, or (forward map only) ≥ 32 → 64 channels and ≥ 256 positions."""
+    ≥ 128 channels and ≥ 196 positions, or (forward map only) ≥ 64 → 64 channels and ≥ 256 positions."""
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # wide layer, small image
-    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # small image, 64 outputs
+    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (16, 16))  # small image, 64 channels
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # 32 input channels: im2col
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 32, (16, 16))  # its input gradient: im2col
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16), weight_grad=True)  # its weight gradient
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56), weight_grad=True)
