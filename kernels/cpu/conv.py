@@ -62,6 +62,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._im2col import COLS, Workspace, col2im_block_add, col2im_raw, im2col_block, im2col_raw, transpose_into
+from ._jit import no_refcount, no_refcount_with
 from ._threads import NUM_THREADS, over_chunks, run_tasks
 from .conv_winograd import bias_vector, winograd_backward_weight3x3, winograd_conv3x3
 
@@ -107,103 +108,136 @@ def _axpy_strided(acc, w, buf, off, sw):
             acc[ow] += w * src_s[ow]
 
 
+@no_refcount
+def _depthwise_forward_plane(xp, w, bias, yp, sh, sw, ph, pw, dh, dw, buf, acc):
+    """yp = bias + Σ_{kh,kw} w[kh, kw] · xp[oh·sh − ph + kh·dh, ow·sw − pw + kw·dw] for one plane
+    (xp (H, W), w (kH, kW), yp (OH, OW); ``buf`` zeros of the padded width, ``acc`` (OW,) scratch).
+    Compiled without reference counts (``_jit.py``): its ~8 row views per output row cost more than
+    the row's arithmetic with them."""
+    H = xp.shape[0]
+    OH, OW = yp.shape
+    kH, kW = w.shape
+    for oh in range(OH):
+        for ow in range(OW):
+            acc[ow] = bias
+        for kh in range(kH):
+            ih = oh * sh - ph + kh * dh
+            if ih < 0 or ih >= H:
+                continue
+            _fill_row(buf, xp[ih], pw)
+            for kw in range(kW):
+                _axpy_strided(acc, w[kh, kw], buf, kw * dw, sw)
+        y_row = yp[oh]
+        for ow in range(OW):
+            y_row[ow] = acc[ow]
+
+
 @njit(cache=True, parallel=True)
 def depthwise_forward_raw(x, W, b, y, sh, sw, ph, pw, dh, dw):
-    """y[n, co] = b[co] + Σ_{kh,kw} W[co, 0, kh, kw] · x[n, co // M, ...]  (M = C_out / C_in)."""
-    N, C_in, H, Wd = x.shape
-    _, C_out, OH, OW = y.shape
-    kH, kW = W.shape[2], W.shape[3]
+    """y[n, co] = b[co] + Σ_{kh,kw} W[co, 0, kh, kw] · x[n, co // M, ...]  (M = C_out / C_in), a
+    plane per iteration of a parallel loop."""
+    C_in = x.shape[1]
+    N, C_out, OH, OW = y.shape
+    kW = W.shape[3]
     M = C_out // C_in
     L = _padded_width(OW, kW, sw, dw)
     for plane in prange(N * C_out):
         n, co = plane // C_out, plane % C_out
-        xp, yp = x[n, co // M], y[n, co]
-        buf = np.zeros(L, dtype=x.dtype)
-        acc = np.empty(OW, dtype=x.dtype)
+        _depthwise_forward_plane(x[n, co // M], W[co, 0], b[co], y[n, co], sh, sw, ph, pw, dh, dw,
+                                 np.zeros(L, dtype=x.dtype), np.empty(OW, dtype=x.dtype))
+
+
+@no_refcount
+def _depthwise_backward_input_plane(gyn, W, gxp, c, M, sh, sw, ph, pw, dh, dw, gpad):
+    """gxp = Σ_{m, kh, kw} W[c·M + m, 0, kh, kw] · (gyn[c·M + m] scattered back) for one plane:
+    the scatter goes to the padded plane ``gpad`` (zeros, column j ↔ input column j − pw), whose
+    in-bounds part is then copied out."""
+    H, Wd = gxp.shape
+    OH, OW = gyn.shape[1], gyn.shape[2]
+    kH, kW = W.shape[2], W.shape[3]
+    for m in range(M):
+        co = c * M + m
         for oh in range(OH):
-            acc[:] = b[co]
+            g_row = gyn[co, oh]
             for kh in range(kH):
                 ih = oh * sh - ph + kh * dh
                 if ih < 0 or ih >= H:
                     continue
-                _fill_row(buf, xp[ih], pw)
                 for kw in range(kW):
-                    _axpy_strided(acc, W[co, 0, kh, kw], buf, kw * dw, sw)
-            y_row = yp[oh]
-            for ow in range(OW):
-                y_row[ow] = acc[ow]
+                    w = W[co, 0, kh, kw]
+                    off = kw * dw
+                    if sw == 1:
+                        dst = gpad[ih, off:off + OW]
+                        for ow in range(OW):
+                            dst[ow] += w * g_row[ow]
+                    else:
+                        dst_s = gpad[ih, off:off + (OW - 1) * sw + 1:sw]
+                        for ow in range(OW):
+                            dst_s[ow] += w * g_row[ow]
+    for ih in range(H):
+        src, dst = gpad[ih, pw:pw + Wd], gxp[ih]
+        for iw in range(Wd):
+            dst[iw] = src[iw]
 
 
 @njit(cache=True, parallel=True)
 def depthwise_backward_input_raw(gy, W, gx, sh, sw, ph, pw, dh, dw):
-    """gx[n, c] = Σ_{m, kh, kw} W[c·M + m, 0, kh, kw] · (gy[n, c·M + m] scattered back); a thread owns gx[n, c].
-    The scatter goes to a padded plane ``gpad`` (column j ↔ input column j − pw), then the
-    in-bounds part is copied out."""
+    """gx[n, c] = Σ_{m, kh, kw} W[c·M + m, 0, kh, kw] · (gy[n, c·M + m] scattered back); a thread owns gx[n, c]."""
     N, C_in, H, Wd = gx.shape
     _, C_out, OH, OW = gy.shape
-    kH, kW = W.shape[2], W.shape[3]
+    kW = W.shape[3]
     M = C_out // C_in
     L = max(_padded_width(OW, kW, sw, dw), pw + Wd)
     for plane in prange(N * C_in):
         n, c = plane // C_in, plane % C_in
-        gpad = np.zeros((H, L), dtype=gx.dtype)
-        for m in range(M):
-            co = c * M + m
-            gyp = gy[n, co]
-            for oh in range(OH):
-                g_row = gyp[oh]
-                for kh in range(kH):
-                    ih = oh * sh - ph + kh * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    for kw in range(kW):
-                        w = W[co, 0, kh, kw]
-                        off = kw * dw
-                        if sw == 1:
-                            dst = gpad[ih, off:off + OW]
-                            for ow in range(OW):
-                                dst[ow] += w * g_row[ow]
-                        else:
-                            dst_s = gpad[ih, off:off + (OW - 1) * sw + 1:sw]
-                            for ow in range(OW):
-                                dst_s[ow] += w * g_row[ow]
-        gx[n, c] = gpad[:, pw:pw + Wd]
+        _depthwise_backward_input_plane(gy[n], W, gx[n, c], c, M, sh, sw, ph, pw, dh, dw,
+                                        np.zeros((H, L), dtype=gx.dtype))
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@no_refcount_with(fastmath={"reassoc", "contract"})
+def _depthwise_backward_weight_channel(x, gy, gw, co, c, sh, sw, ph, pw, dh, dw, buf):
+    """gw (kH, kW) = Σ_{n,oh,ow} gy[n, co, oh, ow] · x[n, c, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw]
+    (``buf`` zeros of the padded width; ``reassoc`` lets LLVM vectorise the sums: float32 results
+    differ from a serial sum in the last bits)."""
+    N, H = x.shape[0], x.shape[2]
+    OH, OW = gy.shape[2], gy.shape[3]
+    kH, kW = gw.shape
+    for kh in range(kH):
+        for kw in range(kW):
+            gw[kh, kw] = 0
+    for n in range(N):
+        for oh in range(OH):
+            g_row = gy[n, co, oh]
+            for kh in range(kH):
+                ih = oh * sh - ph + kh * dh
+                if ih < 0 or ih >= H:
+                    continue
+                _fill_row(buf, x[n, c, ih], pw)
+                for kw in range(kW):
+                    off = kw * dw
+                    s = gw.dtype.type(0)
+                    if sw == 1:
+                        src = buf[off:off + OW]
+                        for ow in range(OW):
+                            s += g_row[ow] * src[ow]
+                    else:
+                        src_s = buf[off:off + (OW - 1) * sw + 1:sw]
+                        for ow in range(OW):
+                            s += g_row[ow] * src_s[ow]
+                    gw[kh, kw] += s
+
+
+@njit(cache=True, parallel=True)
 def depthwise_backward_weight_raw(x, gy, gW, sh, sw, ph, pw, dh, dw):
-    """gW[co, 0, kh, kw] = Σ_{n,oh,ow} gy[n, co, oh, ow] · x[n, co // M, ...]; a thread owns gW[co].
-    (``reassoc`` lets LLVM vectorise the sums: float32 results differ from a serial sum in the last bits.)"""
-    N, C_in, H, Wd = x.shape
-    _, C_out, OH, OW = gy.shape
-    kH, kW = gW.shape[2], gW.shape[3]
+    """gW[co, 0, kh, kw] = Σ_{n,oh,ow} gy[n, co, oh, ow] · x[n, co // M, ...]; a thread owns gW[co]."""
+    C_in = x.shape[1]
+    C_out, OW = gy.shape[1], gy.shape[3]
+    kW = gW.shape[3]
     M = C_out // C_in
     L = _padded_width(OW, kW, sw, dw)
     for co in prange(C_out):
-        c = co // M
-        buf = np.zeros(L, dtype=x.dtype)
-        acc = np.zeros((kH, kW), dtype=gW.dtype)
-        for n in range(N):
-            for oh in range(OH):
-                g_row = gy[n, co, oh]
-                for kh in range(kH):
-                    ih = oh * sh - ph + kh * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    _fill_row(buf, x[n, c, ih], pw)
-                    for kw in range(kW):
-                        off = kw * dw
-                        s = gW.dtype.type(0)
-                        if sw == 1:
-                            src = buf[off:off + OW]
-                            for ow in range(OW):
-                                s += g_row[ow] * src[ow]
-                        else:
-                            src_s = buf[off:off + (OW - 1) * sw + 1:sw]
-                            for ow in range(OW):
-                                s += g_row[ow] * src_s[ow]
-                        acc[kh, kw] += s
-        gW[co, 0] = acc
+        _depthwise_backward_weight_channel(x, gy, gW[co, 0], co, co // M, sh, sw, ph, pw, dh, dw,
+                                           np.zeros(L, dtype=x.dtype))
 
 
 # ---- path selection -----------------------------------------------------------------------------
