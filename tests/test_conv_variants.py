@@ -141,18 +141,33 @@ def test_paths_match_pytorch_float32(force, algorithm, shape):
     assert rel_err(C.conv2d_backward_weight(x, gy, (3, 3), *geo), tw.grad.numpy()) < 1e-5
 
 
+@settings(deadline=None)
+@given(st.integers(1, 2), st.integers(2, 4), st.integers(1, 9), st.integers(1, 9), st.integers(0, 3),
+       st.integers(0, 3), st.sampled_from([(0, 0), (1, 0), (0, 1)]))
+def test_depthwise3x3_kernels_match_reference(N, C_, H, W_, ph, pw, extra):
+    """MobileNet's case, which has its own one-pass kernels (3×3, stride 1, one output channel per
+    input channel): forward, input and weight gradients against the plain loops, float64, with
+    paddings up to 3 (the input gradient's leading padding 2 − p is then negative) and an implicit
+    trailing row or column."""
+    out = (H + 2 * ph - 2 + extra[0], W_ + 2 * pw - 2 + extra[1])
+    assume(min(out) >= 1)
+    assert C._is_depthwise3x3((C_, 1, 3, 3), C_, (1, 1), (1, 1))
+    g = dict(N=N, C_in=C_, C_out=C_, H=H, W=W_, k=(3, 3), s=(1, 1), p=(ph, pw), d=(1, 1), G=C_, out=out)
+    _check_against_reference(g)
+
+
 def test_depthwise_matches_pytorch_float32():
     r = np.random.default_rng(2)
     x = r.standard_normal((2, 6, 19, 23)).astype(np.float32)
     W = r.standard_normal((12, 1, 3, 3)).astype(np.float32)
-    for s, p in [((1, 1), (1, 1)), ((2, 2), (0, 1))]:
-        tx, tw = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(W).requires_grad_(True)
+    for s, p, M in [((1, 1), (1, 1), 2), ((2, 2), (0, 1), 2), ((1, 1), (1, 1), 1), ((1, 1), (0, 2), 1)]:
+        tx, tw = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(W[:6 * M]).requires_grad_(True)
         ty = TF.conv2d(tx, tw, stride=s, padding=p, groups=6)
         gy = r.standard_normal(ty.shape).astype(np.float32)
         ty.backward(torch.from_numpy(gy))
-        geo = (s, p, (1, 1), 6)
-        assert rel_err(C.conv2d_forward(x, W, *geo, tuple(ty.shape[2:])), ty.detach().numpy()) < 1e-5
-        assert rel_err(C.conv2d_backward_input(gy, W, x.shape[2:], *geo), tx.grad.numpy()) < 1e-5
+        geo, Wm = (s, p, (1, 1), 6), W[:6 * M]
+        assert rel_err(C.conv2d_forward(x, Wm, *geo, tuple(ty.shape[2:])), ty.detach().numpy()) < 1e-5
+        assert rel_err(C.conv2d_backward_input(gy, Wm, x.shape[2:], *geo), tx.grad.numpy()) < 1e-5
         assert rel_err(C.conv2d_backward_weight(x, gy, (3, 3), *geo), tw.grad.numpy()) < 1e-5
 
 
