@@ -15,6 +15,9 @@ depthwise direct   ``groups == C_in > 1``                  im2col would build kH
                                                            for a 1-channel GEMM; padded-row loops
                                                            vectorise: (8,128,56,56) fwd 3.7 ms vs 21 ms
                                                            before, PyTorch ~19 ms
+depthwise 3×3      the same, 3×3, stride 1, undilated,     padded plane filled once, all 9 taps in one
+                   one output channel per input channel    loop per row (fwd, input and weight grads
+                                                           each 3.3 ms vs ~6 on (8,128,56,56))
 1×1                kernel 1×1, stride 1, no padding,       the input already is the column matrix:
                    output size = input size                 ``y[n, g] = W[g] @ x[n, g]``, no im2col
 Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (``conv_winograd.py``);
