@@ -290,6 +290,21 @@ _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtyp
 _AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
+def _transform_block_case(N, OH, OW, ph, pw, extra, data, tile):
+    """A block of tile rows tr0…tr0 + rows − 1 of image n of an input x (2 channels) whose size is any
+    the tiles of an OH × OW output may overhang, at a tile offset toff (hypothesis draws all)."""
+    r = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    C = 2
+    TH, TW = -(-OH // tile), -(-OW // tile)
+    H, W = OH + 2 - 2 * ph + extra, OW + 2 - 2 * pw + extra
+    assume(H >= 1 and W >= 1)
+    n = data.draw(st.integers(0, N - 1))
+    tr0 = data.draw(st.integers(0, TH - 1))
+    rows = data.draw(st.integers(1, TH - tr0))
+    toff = data.draw(st.integers(0, 5))
+    return r, C, TH, TW, H, W, n, tr0, rows, toff, r.standard_normal((N, C, H, W))
+
+
 @settings(deadline=None)
 @given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2), st.integers(0, 2),
        st.integers(0, 3), st.data())
@@ -299,16 +314,7 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
     input tile d = xpad[2ty : 2ty + 4, 2tx : 2tx + 4] gives V = Bᵀ d B; the output-gradient tile
     g = gy[2ty : 2ty + 2, 2tx : 2tx + 2] (0 outside) gives Z = A g Aᵀ; M gives y = Aᵀ m A
     (cropped). The padding tile ending each tile row (u = tr·(TW + 1) + TW) holds 0 in V and Z."""
-    r = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
-    C = 2
-    TH, TW = -(-OH // 2), -(-OW // 2)
-    H, W = OH + 2 - 2 * ph + extra, OW + 2 - 2 * pw + extra  # any input size the tiles may overhang
-    assume(H >= 1 and W >= 1)
-    n = data.draw(st.integers(0, N - 1))
-    tr0 = data.draw(st.integers(0, TH - 1))
-    rows = data.draw(st.integers(1, TH - tr0))
-    toff = data.draw(st.integers(0, 5))
-    x = r.standard_normal((N, C, H, W))
+    r, C, TH, TW, H, W, n, tr0, rows, toff, x = _transform_block_case(N, OH, OW, ph, pw, extra, data, 2)
     gy = r.standard_normal((N, C, OH, OW))
     U = rows * (TW + 1)
     V = np.full((16, C, toff + U + 2), np.nan)
@@ -356,16 +362,7 @@ def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, d
     G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
     AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64)
-    r = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
-    C = 2
-    TH, TW = -(-OH // 4), -(-OW // 4)
-    H, W = OH + 2 - 2 * ph + extra, OW + 2 - 2 * pw + extra
-    assume(H >= 1 and W >= 1)
-    n = data.draw(st.integers(0, N - 1))
-    tr0 = data.draw(st.integers(0, TH - 1))
-    rows = data.draw(st.integers(1, TH - tr0))
-    toff = data.draw(st.integers(0, 5))
-    x = r.standard_normal((N, C, H, W))
+    r, C, TH, TW, H, W, n, tr0, rows, toff, x = _transform_block_case(N, OH, OW, ph, pw, extra, data, 4)
     U = rows * (TW + 1)
     V = np.full((36, C, toff + U + 2), np.nan)
     CW4.input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff)
