@@ -152,17 +152,24 @@ def depthwise_forward_raw(x, W, b, y, sh, sw, ph, pw, dh, dw):
 
 @njit(cache=True, inline="always")
 def _fill_padded_plane(P, xp, ph, pw, R, L):
-    """P[r, j] = xp[r − ph, j − pw] for r < R, j < L (0 outside xp)."""
+    """P[r, j] = xp[r − ph, j − pw] for r < R, j < L (0 outside xp; each entry written once)."""
     H, Wd = xp.shape
+    lo, hi = min(L, max(0, pw)), max(0, min(L, Wd + pw))  # the columns that come from xp
+    hi = max(lo, hi)
     for r in range(R):
         ih = r - ph
         row = P[r]
-        for j in range(L):
+        if ih < 0 or ih >= H:
+            for j in range(L):
+                row[j] = 0
+            continue
+        src = xp[ih]
+        for j in range(lo):
             row[j] = 0
-        if 0 <= ih < H:
-            src = xp[ih]
-            for j in range(max(0, pw), min(L, Wd + pw)):
-                row[j] = src[j - pw]
+        for j in range(lo, hi):
+            row[j] = src[j - pw]
+        for j in range(hi, L):
+            row[j] = 0
 
 
 @no_refcount

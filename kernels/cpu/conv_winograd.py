@@ -29,7 +29,8 @@ from numba import njit
 from ._im2col import COLS, Workspace
 from ._jit import no_refcount
 from ._threads import NUM_THREADS, run_tasks
-from .conv_winograd4 import input_transform4_block, output_transform4_block, transform_weight4
+from ._winograd_tiles import zero_padding_tiles
+from .conv_winograd4 import input_transform4_block, output_transform4_block, transform_weight4_raw
 
 #: the workspace of the products M (the transformed inputs V use ``_im2col.COLS``)
 PRODUCTS = Workspace()
@@ -81,15 +82,18 @@ def transform_weight_raw(W, U, o0, o1, flipped_transposed):
                 u3[c] = h2[c]
 
 
-def transform_weight(W, flipped_transposed=False):
-    """U (16, C_out, C_in) = G g Gᵀ for every filter g = W[co, c] (3×3), in float64 arithmetic,
-    output channels split over the task pool (np.einsum took 18 ms for 256 × 256 filters).
-    ``flipped_transposed``: U (16, C_in, C_out) of the filters g = W[co, c, ::−1, ::−1] instead, the
-    3×3 convolution that gives the input gradient (``conv2d_backward_input``)."""
+def transform_weight(W, flipped_transposed=False, tile=2):
+    """U (K, C_out, C_in) = G g Gᵀ for every filter g = W[co, c] (3×3), in float64 arithmetic,
+    output channels split over the task pool (np.einsum took 18 ms for 256 × 256 filters);
+    K = 16 for F(2×2, 3×3) (``tile=2``, this module's G), 36 for F(4×4, 3×3) (``tile=4``,
+    ``conv_winograd4``'s G). ``flipped_transposed``: U (K, C_in, C_out) of the filters
+    g = W[co, c, ::−1, ::−1] instead, the 3×3 convolution that gives the input gradient
+    (``conv2d_backward_input``)."""
+    raw, K = (transform_weight4_raw, 36) if tile == 4 else (transform_weight_raw, 16)
     R, S = W.shape[:2][::-1] if flipped_transposed else W.shape[:2]
-    U = np.empty((16, R, S), dtype=W.dtype)
+    U = np.empty((K, R, S), dtype=W.dtype)
     step = max(1, -(-R // (2 * NUM_THREADS)))
-    run_tasks(lambda o0, _: transform_weight_raw(W, U, o0, min(R, o0 + step), flipped_transposed), range(0, R, step))
+    run_tasks(lambda o0, _: raw(W, U, o0, min(R, o0 + step), flipped_transposed), range(0, R, step))
     return U
 
 
@@ -188,9 +192,7 @@ def _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad)
             _add(V[4 * r + 1, c, toff:toff + U], o, e1)
             _sub(V[4 * r + 2, c, toff:toff + U], e1, o)
             _sub(V[4 * r + 3, c, toff:toff + U], o, o1)
-        for tr in range(rows):  # the padding tiles: 0 (finite, whatever the neighbouring data)
-            for k in range(16):
-                V[k, c, toff + tr * TWp + TW] = 0
+        zero_padding_tiles(V, c, toff, rows, TW)
 
 
 @njit(cache=True, nogil=True)
@@ -280,11 +282,11 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False,
     C_out = W.shape[1] if flipped_transposed else W.shape[0]
     OH, OW = out_hw
     TH, TW = -(-OH // tile), -(-OW // tile)
+    U = transform_weight(W, flipped_transposed, tile)
+    K = U.shape[0]
     if tile == 4:
-        K, U = 36, transform_weight4(W, flipped_transposed)
         in_transform, out_transform = input_transform4_block, output_transform4_block
     else:
-        K, U = 16, transform_weight(W, flipped_transposed)
         in_transform, out_transform = input_transform_block, output_transform_block
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
     b = bias_vector(bias, C_out, x.dtype)

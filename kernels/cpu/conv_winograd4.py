@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import no_refcount
-from ._threads import NUM_THREADS, run_tasks
+from ._winograd_tiles import zero_padding_tiles
 
 #: the 6×6 matrices, for the tests and for anyone checking the formulas below
 BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -71,16 +71,6 @@ def transform_weight4_raw(W, U, o0, o1, flipped_transposed):
                 u[4, c] = h0[c] / 24.0 - h1[c] / 12.0 + h2[c] / 6.0
             for c in range(C_in):
                 u[5, c] = h2[c]
-
-
-def transform_weight4(W, flipped_transposed=False):
-    """U (36, C_out, C_in) = G g Gᵀ for every 3×3 filter g = W[co, c] (float64 arithmetic), or
-    (36, C_in, C_out) of W[co, c, ::−1, ::−1] with ``flipped_transposed`` (the input gradient)."""
-    R, S = W.shape[:2][::-1] if flipped_transposed else W.shape[:2]
-    U = np.empty((36, R, S), dtype=W.dtype)
-    step = max(1, -(-R // (2 * NUM_THREADS)))
-    run_tasks(lambda o0, _: transform_weight4_raw(W, U, o0, min(R, o0 + step), flipped_transposed), range(0, R, step))
-    return U
 
 
 @njit(cache=True, inline="always")
@@ -142,9 +132,7 @@ def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad
             _bt_rows(V[k, c, lo:hi], V[k + 1, c, lo:hi], V[k + 2, c, lo:hi], V[k + 3, c, lo:hi],
                      V[k + 4, c, lo:hi], V[k + 5, c, lo:hi], R[0, r, :U], R[1, r, :U], R[2, r, :U], R[3, r, :U],
                      R[0, r, 1:U + 1], R[1, r, 1:U + 1])
-        for tr in range(rows):  # the padding tiles: 0
-            for k in range(36):
-                V[k, c, toff + tr * TWp + TW] = 0
+        zero_padding_tiles(V, c, toff, rows, TW)
 
 
 @njit(cache=True, nogil=True)
