@@ -29,7 +29,7 @@ from numba import njit
 from ._im2col import COLS, Workspace
 from ._jit import no_refcount
 from ._threads import NUM_THREADS, run_tasks
-from ._winograd_tiles import zero_padding_tiles
+from ._winograd_tiles import gather_taps, zero_padding_tiles
 from .conv_winograd4 import input_transform4_block, output_transform4_block, transform_weight4_raw
 
 #: the workspace of the products M (the transformed inputs V use ``_im2col.COLS``)
@@ -58,10 +58,7 @@ def transform_weight_raw(W, U, o0, o1, flipped_transposed):
     g = np.empty((3, 3, C_in))
     h = np.empty((4, 3, C_in))
     for o in range(o0, o1):
-        for c in range(C_in):
-            for i in range(3):
-                for j in range(3):
-                    g[i, j, c] = W[c, o, 2 - i, 2 - j] if flipped_transposed else W[o, c, i, j]
+        gather_taps(W, o, flipped_transposed, g)
         for j in range(3):  # h = G g: rows 0, ½(g0 + g1 + g2), ½(g0 − g1 + g2), g2
             g0, g1, g2 = g[0, j], g[1, j], g[2, j]
             for c in range(C_in):

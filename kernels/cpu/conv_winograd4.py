@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import no_refcount
-from ._winograd_tiles import zero_padding_tiles
+from ._winograd_tiles import gather_taps, zero_padding_tiles
 
 #: the 6×6 matrices, for the tests and for anyone checking the formulas below
 BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -43,10 +43,7 @@ def transform_weight4_raw(W, U, o0, o1, flipped_transposed):
     g = np.empty((3, 3, C_in))
     h = np.empty((6, 3, C_in))
     for o in range(o0, o1):
-        for c in range(C_in):
-            for i in range(3):
-                for j in range(3):
-                    g[i, j, c] = W[c, o, 2 - i, 2 - j] if flipped_transposed else W[o, c, i, j]
+        gather_taps(W, o, flipped_transposed, g)
         for j in range(3):  # h = G g, column j
             g0, g1, g2 = g[0, j], g[1, j], g[2, j]
             for c in range(C_in):
