@@ -5,6 +5,10 @@
 ``gy * mask`` backward: a float-by-bool product) the op cost 1.4 + 1.1 ms on (64, 32, 26, 26)
 float32, 15 % of a seed-CNN training step (measured); these loops are a single vectorised pass,
 split over the threads for arrays of several MiB.
+
+Each kernel slices its chunk first and loops from 0: a loop ``for i in range(i0, i1)`` indexing
+the whole array did not vectorise (Numba must handle a negative ``i`` there: wraparound), and took
+3.6 ms instead of 0.9 ms for the backward on (64, 32, 26, 26) float32 (measured, one thread).
 """
 import numpy as np
 from numba import njit
@@ -18,7 +22,8 @@ KERNELS = ("relu_forward", "relu_backward")
 def relu_forward_raw(x, y, i0, i1):
     """y[i] = 0 if x[i] <= 0 else x[i] for i in i0…i1 (flat arrays)."""
     zero = y.dtype.type(0)
-    for i in range(i0, i1):
+    x, y = x[i0:i1], y[i0:i1]
+    for i in range(x.size):
         v = x[i]
         y[i] = zero if v <= 0 else v
 
@@ -27,7 +32,8 @@ def relu_forward_raw(x, y, i0, i1):
 def relu_backward_raw(gy, y, gx, i0, i1):
     """gx[i] = 0 if y[i] <= 0 else gy[i] for i in i0…i1 (flat arrays)."""
     zero = gx.dtype.type(0)
-    for i in range(i0, i1):
+    gy, y, gx = gy[i0:i1], y[i0:i1], gx[i0:i1]
+    for i in range(gx.size):
         g = gy[i]  # loaded unconditionally: a select, not a branch (vectorised; 5x faster, measured)
         gx[i] = zero if y[i] <= 0 else g
 
