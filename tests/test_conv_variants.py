@@ -119,6 +119,21 @@ def test_tiny_blocks_cut_images_into_many_row_blocks(force, monkeypatch):
     _check_against_reference(g)
 
 
+@pytest.mark.parametrize("geo", [
+    # (H, W, k, stride, padding, groups): positions per image B = 9 and 1 (one GEMM over the block's
+    # (K, nb, B) columns), 100 (one GEMM per image, batched), a pointwise block, two groups
+    (5, 5, 3, 1, 0, 1), (3, 3, 3, 1, 0, 1), (10, 10, 3, 1, 1, 1), (6, 7, 1, 1, 0, 1), (7, 6, 3, 2, 1, 2)])
+def test_weight_gradient_blocks_of_several_images(force, geo):
+    """24 small images: the weight gradient's tasks hold several images (``nb > 1``), the case the
+    few-image hypothesis draws never reach; against the reference loops (float64)."""
+    force("im2col")
+    H, W_, k, s, p, G = geo
+    assert C._blocks(24, H, W_, 8 * k * k)[0][1] > 1  # several images a task
+    out = tuple((n + 2 * p - k) // s + 1 for n in (H, W_))
+    _check_against_reference(dict(N=24, C_in=8, C_out=4 * G // 2 if G > 1 else 3, H=H, W=W_, k=(k, k), s=(s, s),
+                                  p=(p, p), d=(1, 1), G=G, out=out))
+
+
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd", "winograd4"])
 @pytest.mark.parametrize("shape", [(2, 16, 33, 31, 24, 1), (3, 20, 32, 32, 16, 0), (1, 17, 9, 12, 18, 2)])
 def test_paths_match_pytorch_float32(force, algorithm, shape):
