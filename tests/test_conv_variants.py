@@ -211,6 +211,27 @@ def test_winograd4_float32_error_on_a_realistic_layer():
     assert rel_err(gx, tx.grad.numpy()) < 2e-5
 
 
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
+def test_winograd_workspaces_with_an_extra_channel(force, algorithm):
+    """128 channels × 56 tiles of float32 is 7 × 4 KiB: the transformed blocks get one unused
+    channel (``get_rows_apart``) so their 16 matrices do not start 4 KiB apart; forward, input and
+    weight gradients against PyTorch (float32, the shape where the workspaces are padded)."""
+    assert I2C.Workspace().get_rows_apart((16, 128, 56), np.float32).shape == (16, 129, 56)
+    assert I2C.Workspace().get_rows_apart((16, 100, 56), np.float32).shape == (16, 100, 56)
+    force(algorithm)
+    r = np.random.default_rng(3)
+    x = r.standard_normal((2, 128, 14, 14)).astype(np.float32)
+    W = (r.standard_normal((128, 128, 3, 3)) * 0.05).astype(np.float32)
+    gy = r.standard_normal((2, 128, 14, 14)).astype(np.float32)
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    tx, tw = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(W).requires_grad_(True)
+    ty = TF.conv2d(tx, tw, padding=1)
+    ty.backward(torch.from_numpy(gy))
+    assert rel_err(C.conv2d_forward(x, W, *geo, (14, 14)), ty.detach().numpy()) < 1e-5
+    assert rel_err(C.conv2d_backward_input(gy, W, (14, 14), *geo), tx.grad.numpy()) < 1e-5
+    assert rel_err(CW.winograd_backward_weight3x3(x, gy, (1, 1)), tw.grad.numpy()) < 1e-5
+
+
 def test_dispatch_table():
     """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions, or
     ≥ 128 channels and ≥ 196 positions, or (forward map only) ≥ 64 → 64 channels and ≥ 256 positions."""

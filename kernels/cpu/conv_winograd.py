@@ -292,11 +292,11 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False,
         n0, n1, r0, r1 = block
         Tb = (r1 - r0) * (TW + 1)  # tiles per image of the block, with one padding tile per row
         T = (n1 - n0) * Tb
-        V = COLS.get((K, C_in, T), x.dtype)
+        V = COLS.get_rows_apart((K, C_in, T), x.dtype)
         for i in range(n1 - n0):
             in_transform(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
-        M = PRODUCTS.get((K, C_out, T), x.dtype)
-        np.matmul(U, V, out=M)
+        M = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
+        np.matmul(U, V[:, :C_in], out=M[:, :C_out])
         for i in range(n1 - n0):
             out_transform(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
 
@@ -393,12 +393,12 @@ def winograd_backward_weight3x3(x, gy, padding):
         n0, n1, r0, r1 = block
         Tb = (r1 - r0) * (TW + 1)
         T = (n1 - n0) * Tb
-        V = COLS.get((16, C_in, T), x.dtype)
-        Z = PRODUCTS.get((16, C_out, T), x.dtype)
+        V = COLS.get_rows_apart((16, C_in, T), x.dtype)
+        Z = PRODUCTS.get_rows_apart((16, C_out, T), x.dtype)
         for i in range(n1 - n0):
             input_transform_block(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
             gy_transform_block(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
-        np.matmul(Z, V.transpose(0, 2, 1), out=prod)
+        np.matmul(Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1), out=prod)
         acc += prod
 
     def make_state():
