@@ -194,8 +194,8 @@ def test_winograd4_on_large_maps_only():
 
 def test_winograd4_float32_error_on_a_realistic_layer():
     """A 64 → 64-channel 56×56 layer (the size where F(4×4) is chosen): float32 within 2e-5 of the
-    scale of PyTorch's float64 result (the plain loops are too slow at this size), forward and
-    input gradient."""
+    scale of PyTorch's float64 result (the plain loops are too slow at this size), forward, input
+    and weight gradients."""
     r = np.random.default_rng(7)
     x = r.standard_normal((1, 64, 56, 56))
     W = r.standard_normal((64, 64, 3, 3)) * 0.1
@@ -209,6 +209,10 @@ def test_winograd4_float32_error_on_a_realistic_layer():
     assert rel_err(got, ty.detach().numpy()) < 2e-5
     gx = C.conv2d_backward_input(gy.astype(np.float32), W.astype(np.float32), (56, 56), *geo)
     assert rel_err(gx, tx.grad.numpy()) < 2e-5
+    tw = torch.from_numpy(W).requires_grad_(True)
+    TF.conv2d(torch.from_numpy(x), tw, padding=1).backward(torch.from_numpy(gy))
+    gW = C.conv2d_backward_weight(x.astype(np.float32), gy.astype(np.float32), (3, 3), *geo)
+    assert rel_err(gW, tw.grad.numpy()) < 2e-5  # F(4×4) weight gradient: measured ~6e-6
 
 
 @pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
@@ -394,7 +398,8 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
        st.integers(0, 5), st.data())
 def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, data):
     """F(4×4, 3×3): the input tile d = xpad[4ty : 4ty + 6, 4tx : 4tx + 6] gives V = Bᵀ d B (36 values),
-    M gives y = Aᵀ m A (4×4, cropped), and U = G g Gᵀ, against the matrices of the definition
+    M gives y = Aᵀ m A (4×4, cropped), U = G g Gᵀ, and for the weight gradient the output-gradient
+    tile g = gy[4ty : 4ty + 4, 4tx : 4tx + 4] (0 outside) gives Z = A g Aᵀ and S gives Gᵀ s G, against the matrices of the definition
     (written out in the test, not taken from the module), tile by tile, at an offset toff, with
     the padding tile of each tile row at 0."""
     BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -413,21 +418,34 @@ def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, d
     y = np.full((N, C, OH, OW), np.nan)
     b = r.standard_normal(C)
     CW4.output_transform4_block(M, y, b, n, tr0, rows, TW, toff)
+    gy = r.standard_normal((N, C, OH, OW))
+    Z = np.full((36, C, toff + U + 2), np.nan)
+    CW4.gy_transform4_block(gy, Z, n, tr0, rows, TW, toff)
+    gpad = np.zeros((C, 4 * TH, 4 * TW))
+    gpad[:, :OH, :OW] = gy[n]
     for tr in range(rows):
         ty = tr0 + tr
         for tx in range(TW + 1):
             u = toff + tr * (TW + 1) + tx
             if tx == TW:
                 np.testing.assert_array_equal(V[:, :, u], 0)
+                np.testing.assert_array_equal(Z[:, :, u], 0)
                 continue
             for c in range(C):
                 d = xpad[c, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]
                 np.testing.assert_allclose(V[:, c, u], (BT @ d @ BT.T).ravel(), rtol=1e-12, atol=1e-11)
+                g = gpad[c, 4 * ty:4 * ty + 4, 4 * tx:4 * tx + 4]  # the weight gradient's Z = A g Aᵀ
+                np.testing.assert_allclose(Z[:, c, u], (AT.T @ g @ AT).ravel(), rtol=1e-12, atol=1e-11)
                 out = AT @ M[:, c, u].reshape(6, 6) @ AT.T + b[c]
                 rr, cc = min(4, OH - 4 * ty), min(4, OW - 4 * tx)
                 np.testing.assert_allclose(y[n, c, 4 * ty:4 * ty + rr, 4 * tx:4 * tx + cc], out[:rr, :cc],
                                            rtol=1e-12, atol=1e-11)
     assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()
+    assert np.isnan(Z[:, :, :toff]).all() and np.isnan(Z[:, :, toff + U:]).all()
+    S = r.standard_normal((36, 3, 2))  # the weight gradient's untransform gW = Gᵀ s G
+    gW = np.empty((3, 2, 3, 3))
+    CW4.weight_untransform4_raw(S, gW, 0, 3)
+    np.testing.assert_allclose(gW, np.einsum("ia,ijox,jb->oxab", G, S.reshape(6, 6, 3, 2), G), rtol=1e-13, atol=1e-14)
     Wt = r.standard_normal((3, 2, 3, 3))
     want = np.einsum("ai,oxij,bj->abox", G, Wt, G).reshape(36, 3, 2)
     np.testing.assert_allclose(CW.transform_weight(Wt, tile=4), want, rtol=1e-13, atol=1e-14)

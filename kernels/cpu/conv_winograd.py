@@ -30,7 +30,8 @@ from ._im2col import COLS, Workspace
 from ._jit import no_refcount
 from ._threads import NUM_THREADS, run_tasks
 from ._winograd_tiles import gather_taps, zero_padding_tiles
-from .conv_winograd4 import input_transform4_block, output_transform4_block, transform_weight4_raw
+from .conv_winograd4 import (gy_transform4_block, input_transform4_block, output_transform4_block,
+                              transform_weight4_raw, weight_untransform4_raw)
 
 #: the workspace of the products M (the transformed inputs V use ``_im2col.COLS``)
 PRODUCTS = Workspace()
@@ -378,37 +379,47 @@ def weight_untransform_raw(S, gW, o0, o1):
                 gW[o, c, a, 2] = 0.5 * (t[a, 1] + t[a, 2]) + t[a, 3]
 
 
-def winograd_backward_weight3x3(x, gy, padding):
+def winograd_backward_weight3x3(x, gy, padding, tile=2):
     """gW (C_out, C_in, 3, 3) = ∂⟨gy, conv2d(x, W)⟩/∂W for a 3×3 W, stride 1, dilation 1, one group
     (``padding`` leading, the size of gy implies the trailing one): ``Gᵀ (Σ_tiles Z[k] V[k]ᵀ) G``.
-    Each thread sums its tasks' 16 products into its own (16, C_out, C_in) accumulator; the
+    ``tile``: 2 (16 products, this module) or 4 (F(4×4, 3×3), 36 products, ``conv_winograd4``).
+    Each thread sums its tasks' products into its own (K, C_out, C_in) accumulator; the
     accumulators are added in thread order at the end (bitwise reproducible, see ``run_tasks``)."""
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     N, C_in = x.shape[:2]
     C_out, OH, OW = gy.shape[1:]
-    TH, TW = -(-OH // 2), -(-OW // 2)
+    TH, TW = -(-OH // tile), -(-OW // tile)
+    K = tile * tile + 4 * tile + 4  # (tile + 2)², 16 or 36
+    if tile == 4:
+        in_transform, gy_transform, untransform = input_transform4_block, gy_transform4_block, weight_untransform4_raw
+    else:
+        in_transform, gy_transform, untransform = input_transform_block, gy_transform_block, weight_untransform_raw
 
     def task(block, state):
         acc, prod = state
         n0, n1, r0, r1 = block
         Tb = (r1 - r0) * (TW + 1)
         T = (n1 - n0) * Tb
-        V = COLS.get_rows_apart((16, C_in, T), x.dtype)
-        Z = PRODUCTS.get_rows_apart((16, C_out, T), x.dtype)
+        V = COLS.get_rows_apart((K, C_in, T), x.dtype)
+        Z = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
         for i in range(n1 - n0):
-            input_transform_block(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
-            gy_transform_block(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
+            in_transform(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
+            gy_transform(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
         np.matmul(Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1), out=prod)
         acc += prod
 
     def make_state():
-        return np.zeros((16, C_out, C_in), dtype=x.dtype), np.empty((16, C_out, C_in), dtype=x.dtype)
+        return np.zeros((K, C_out, C_in), dtype=x.dtype), np.empty((K, C_out, C_in), dtype=x.dtype)
 
-    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, 16 * (C_in + C_out) * x.itemsize, _WG_BLOCK_BYTES), make_state)
+    bytes_per_tile = K * (C_in + C_out) * x.itemsize
+    # F(4×4): at least _MIN_TILES4 tiles a task, as in the forward ((4,128,112,112): 4 MiB blocks of
+    # 87 tiles 76 ms, 256 tiles ~65 ms, measured)
+    block_bytes = _WG_BLOCK_BYTES if tile == 2 else max(_WG_BLOCK_BYTES, _MIN_TILES4 * bytes_per_tile)
+    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, block_bytes), make_state)
     S = states[0][0]
     for acc, _ in states[1:]:
         S += acc
     gW = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
     step = max(1, -(-C_out // (2 * NUM_THREADS)))
-    run_tasks(lambda o0, _: weight_untransform_raw(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
+    run_tasks(lambda o0, _: untransform(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
     return gW

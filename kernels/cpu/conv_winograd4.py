@@ -16,7 +16,8 @@ F(2×2, 3×3) (``conv_winograd.py``): 1.78× fewer again, 4× fewer than im2col.
 accuracy: the transforms multiply by up to 8 and 1/24, so float32 results carry ~10× the
 rounding error of F(2×2) (relative error ~1e-6 of the output's scale instead of ~1e-7,
 measured in ``tests/test_conv_variants.py``). The driver is ``conv_winograd.winograd_conv3x3``
-(``tile=4``); these are its three transforms, in the same padded-tile layout: tile u =
+(``tile=4``), and ``conv_winograd.winograd_backward_weight3x3(..., tile=4)`` for the weight gradient
+(36 GEMMs contracting over the tiles); these are their transforms, in the same padded-tile layout: tile u =
 tr·(TW + 1) + tx of a block of tile rows, one zero padding tile ending each tile row, each stage
 a unit-stride loop over u with one store (vectorised), on the polyphase planes of the input.
 """
@@ -200,3 +201,95 @@ def output_transform4_block(M, y, bias, n, tr0, rows, TW, toff):
     _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y)
 
 
+
+
+# ---- weight gradient ------------------------------------------------------------------------------
+# As for F(2×2) (``conv_winograd.winograd_backward_weight3x3``): Z = A gY Aᵀ (6×6 from a 4×4
+# output-gradient tile, A = Aᵀᵀ 6×4), ∂L/∂U[k] = Σ_tiles Z[k] V[k]ᵀ (36 GEMMs), gW = Gᵀ S G.
+@njit(cache=True, inline="always")
+def _a_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3):
+    """o_i = Σ_a A[i, a] g_a for the six rows i of A = Aᵀᵀ: g0, g0 + g1 + g2 + g3, g0 − g1 + g2 − g3,
+    g0 + 2g1 + 4g2 + 8g3, g0 − 2g1 + 4g2 − 8g3, g3 (1-D loops, one store each)."""
+    n = o0.shape[0]
+    for u in range(n):
+        o0[u] = g0[u]
+    for u in range(n):
+        o1[u] = (g0[u] + g2[u]) + (g1[u] + g3[u])
+    for u in range(n):
+        o2[u] = (g0[u] + g2[u]) - (g1[u] + g3[u])
+    for u in range(n):
+        o3[u] = (g0[u] + 4.0 * g2[u]) + 2.0 * (g1[u] + 4.0 * g3[u])
+    for u in range(n):
+        o4[u] = (g0[u] + 4.0 * g2[u]) - 2.0 * (g1[u] + 4.0 * g3[u])
+    for u in range(n):
+        o5[u] = g3[u]
+
+
+@no_refcount
+def _gy_transform4_block_into(gy, Z, n, tr0, rows, TW, toff, Gp, Hr, pad):
+    """Z[6i + j, co, toff + u] = (A g Aᵀ)[i, j] for the 4×4 tiles g = gy[n, co, 4ty : 4ty + 4, 4tx : 4tx + 4]
+    (0 outside OH × OW) in tile rows tr0…tr0 + rows − 1, u = (ty − tr0)·(TW + 1) + tx; 0 on the
+    padding tiles. Polyphase planes ``Gp[a, b][h·(TW + 1) + m] = gy[4(tr0 + h) + a, 4m + b]`` (their
+    padding-tile slots stay 0 from the caller's zeros; ``pad`` is zero beyond OW); rows (A g, per
+    column phase b), then columns (the same combinations over b)."""
+    C_out, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    TWp = TW + 1
+    U = rows * TWp
+    for co in range(C_out):
+        gp = gy[n, co]
+        for h in range(rows):
+            lo = h * TWp
+            for a in range(4):
+                oh = 4 * (tr0 + h) + a
+                if oh < OH:
+                    row = gp[oh]
+                    for i in range(OW):
+                        pad[i] = row[i]
+                    for b in range(4):
+                        dst = Gp[a, b, lo:lo + TW]
+                        for m in range(TW):
+                            dst[m] = pad[4 * m + b]
+                else:
+                    for b in range(4):
+                        for m in range(TW):
+                            Gp[a, b, lo + m] = 0
+        for b in range(4):  # rows: A g
+            _a_rows(Hr[b, 0], Hr[b, 1], Hr[b, 2], Hr[b, 3], Hr[b, 4], Hr[b, 5],
+                    Gp[0, b, :U], Gp[1, b, :U], Gp[2, b, :U], Gp[3, b, :U])
+        lo, hi = toff, toff + U
+        for i in range(6):  # columns: (A g) Aᵀ
+            k = 6 * i
+            _a_rows(Z[k, co, lo:hi], Z[k + 1, co, lo:hi], Z[k + 2, co, lo:hi], Z[k + 3, co, lo:hi],
+                    Z[k + 4, co, lo:hi], Z[k + 5, co, lo:hi], Hr[0, i], Hr[1, i], Hr[2, i], Hr[3, i])
+
+
+@njit(cache=True, nogil=True)
+def gy_transform4_block(gy, Z, n, tr0, rows, TW, toff):
+    """:func:`_gy_transform4_block_into` with its scratch arrays allocated here."""
+    TWp = TW + 1
+    U = rows * TWp
+    Gp = np.zeros((4, 4, U), dtype=gy.dtype)  # Gp[a, b, tr·TWp + TW] stays 0: the padding tiles
+    Hr = np.empty((4, 6, U), dtype=gy.dtype)  # Hr[b, i]: row i of A g on column phase b
+    pad = np.zeros(4 * TW, dtype=gy.dtype)
+    _gy_transform4_block_into(gy, Z, n, tr0, rows, TW, toff, Gp, Hr, pad)
+
+
+@njit(cache=True, nogil=True)
+def weight_untransform4_raw(S, gW, o0, o1):
+    """gW[o, c] = Gᵀ s G (3×3) with s[i, j] = S[6i + j, o, c], for o in o0…o1 (float64 arithmetic);
+    the rows of Gᵀ: (¼, −⅙, −⅙, 1/24, 1/24, 0), (0, −⅙, ⅙, 1/12, −1/12, 0), (0, −⅙, −⅙, ⅙, ⅙, 1)."""
+    C_in = S.shape[2]
+    t = np.empty((3, 6))
+    for o in range(o0, o1):
+        for c in range(C_in):
+            for j in range(6):  # t = Gᵀ s, column by column
+                s0, s1, s2 = np.float64(S[j, o, c]), np.float64(S[6 + j, o, c]), np.float64(S[12 + j, o, c])
+                s3, s4, s5 = np.float64(S[18 + j, o, c]), np.float64(S[24 + j, o, c]), np.float64(S[30 + j, o, c])
+                t[0, j] = s0 / 4.0 - (s1 + s2) / 6.0 + (s3 + s4) / 24.0
+                t[1, j] = (s2 - s1) / 6.0 + (s3 - s4) / 12.0
+                t[2, j] = (s3 + s4 - s1 - s2) / 6.0 + s5
+            for a in range(3):  # gW = t G, row by row
+                t0, t1, t2, t3, t4, t5 = t[a, 0], t[a, 1], t[a, 2], t[a, 3], t[a, 4], t[a, 5]
+                gW[o, c, a, 0] = t0 / 4.0 - (t1 + t2) / 6.0 + (t3 + t4) / 24.0
+                gW[o, c, a, 1] = (t2 - t1) / 6.0 + (t3 - t4) / 12.0
+                gW[o, c, a, 2] = (t3 + t4 - t1 - t2) / 6.0 + t5
