@@ -120,12 +120,12 @@ def test_tiny_blocks_cut_images_into_many_row_blocks(force, monkeypatch):
 
 
 @pytest.mark.parametrize("geo", [
-    # (H, W, k, stride, padding, groups): positions per image B = 9 and 1 (one GEMM over the block's
-    # (K, nb, B) columns), 100 (one GEMM per image, batched), a pointwise block, two groups
+    # (H, W, k, stride, padding, groups): positions per image B = 9 and 1 (the forward's wide blocks
+    # too), 100, a pointwise block, two groups; the weight gradient's blocks are all wide (K, nb, B)
     (5, 5, 3, 1, 0, 1), (3, 3, 3, 1, 0, 1), (10, 10, 3, 1, 1, 1), (6, 7, 1, 1, 0, 1), (7, 6, 3, 2, 1, 2)])
 def test_weight_gradient_blocks_of_several_images(force, geo):
-    """24 small images: the weight gradient's tasks hold several images (``nb > 1``), the case the
-    few-image hypothesis draws never reach; against the reference loops (float64)."""
+    """24 small images: the tasks hold several images (``nb > 1``, the wide column layout), the case
+    the few-image hypothesis draws never reach; all three passes against the reference loops (float64)."""
     force("im2col")
     H, W_, k, s, p, G = geo
     assert C._blocks(24, H, W_, 8 * k * k)[0][1] > 1  # several images a task
@@ -312,6 +312,14 @@ def test_block_kernels_match_reference_im2col(geo):
             full[n0:n1, c0 * k[0] * k[1]:c1 * k[0] * k[1], r0:r1] = c.reshape(n1 - n0, K, r1 - r0, OW)
             np.testing.assert_allclose(gx, R.col2im(full.reshape(3, -1, OH * OW), (H, W), k, s, p, d, (OH, OW)),
                                        rtol=1e-12, atol=1e-12)
+            # the wide layout (K, nb, B): the same columns, image by image, and the same adjoint
+            wide = np.full((K, n1 - n0, (r1 - r0) * OW), np.nan)
+            I2C.im2col_block(x, wide, n0, c0, r0, *k, *s, *p, *d, OW, True)
+            np.testing.assert_array_equal(wide.transpose(1, 0, 2), expect)
+            gx_wide = np.zeros_like(x)
+            I2C.col2im_block_add(np.ascontiguousarray(c.transpose(1, 0, 2)), gx_wide, n0, c0, r0, *k, *s, *p, *d, OW,
+                                 True)
+            np.testing.assert_allclose(gx_wide, gx, rtol=1e-13, atol=1e-13)
 
 
 def test_transpose_into_and_weight_transform():

@@ -17,7 +17,10 @@ so the columns of a block stay in cache between im2col and the GEMM that reads t
     cols[i, c·kH·kW + kh·kW + kw, r·OW + ow] = x[n0 + i, c0 + c, (r0 + r)·sh − ph + kh·dh, ow·sw − pw + kw·dw]
 
 ``col2im_block_add`` is its adjoint in scatter form (``gx[...] += cols[...]``); it is race-free
-because a task owns whole images of ``gx``.
+because a task owns whole images of ``gx``. Both also take the *wide* layout (``wide=True``):
+``cols`` shaped (K, nb, B) instead of (nb, K, B), the same rows in another order, so that a block
+of several small images is one (K, nb·B) matrix for one GEMM (each row stays contiguous, so the
+copy loops vectorise as before; a strided (nb, K, B) view of such a buffer ran 2.4× slower).
 
 Fast paths of both block kernels (the row-by-row loops cost ~1 ns an element on 14–56-wide rows,
 as much as the GEMM on small images): stride 1 with OW == W, where the rows of a block read one
@@ -95,13 +98,27 @@ def _valid_rows(rb, r0, H, ph, kh, dh):
     return lo, max(lo, min(rb, H - a))
 
 
+@njit(cache=True, inline="always")
+def _block_dims(cols, wide):
+    """(nb, K, B) of a block of columns: ``cols`` is laid out (nb, K, B), or (K, nb, B) when ``wide``."""
+    if wide:
+        return cols.shape[1], cols.shape[0], cols.shape[2]
+    return cols.shape[0], cols.shape[1], cols.shape[2]
+
+
+@njit(cache=True, inline="always")
+def _col_row(cols, i, k, wide):
+    """Row ``k`` of image ``i`` of a block of columns (B entries, contiguous in either layout)."""
+    return cols[k, i] if wide else cols[i, k]
+
+
 @no_refcount
-def _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
+def _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW, wide):
     """im2col_block for stride 1 and OW == W: the block rows of one (c, kh, kw) read one
     contiguous stretch of the input plane, so each is one vectorised copy, then the few border
     entries (input column outside [0, W), which the stretch wrapped onto the next row) are zeroed.
     Short rows (14, 16, 32 wide) cost a slice and a loop each in the row-by-row form: 2–3× slower."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = x.shape[2], x.shape[3]
     HW = H * W
@@ -112,7 +129,7 @@ def _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
             for kh in range(kH):
                 ra, rz = _valid_rows(rb, r0, H, ph, kh, dh)
                 for kw in range(kW):
-                    out = cols[i, (c * kH + kh) * kW + kw]
+                    out = _col_row(cols, i, (c * kH + kh) * kW + kw, wide)
                     for j in range(ra * OW):
                         out[j] = zero
                     for j in range(rz * OW, B):
@@ -136,13 +153,13 @@ def _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
 
 
 @no_refcount
-def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, xq):
+def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, xq, wide):
     """im2col_block for stride 2, dilation 1 and OW == ⌈W/2⌉: each channel plane is first split
     into its 4 phases ``xq[a, b, i, j] = x[2i + a, 2j + b]`` (zero beyond the plane); entry
     (kh, kw) of the columns then reads phase ((kh − ph) mod 2, (kw − pw) mod 2) with stride 1, so
     the rows of a block are one contiguous stretch as in :func:`_im2col_block_flat` (the strided
     row-by-row gather cost ~1 ns an element). ``xq``: scratch, zeros (2, 2, ⌈H/2⌉·OW)."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = x.shape[2], x.shape[3]
     H2, W2 = (H + 1) // 2, OW
@@ -168,7 +185,7 @@ def _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, xq):
                 for kw in range(kW):
                     b = (kw - pw) % 2
                     sc = (kw - pw - b) // 2  # phase column of output column ow: ow + sc
-                    out = cols[i, (c * kH + kh) * kW + kw]
+                    out = _col_row(cols, i, (c * kH + kh) * kW + kw, wide)
                     xp2 = xq[a, b]
                     for j in range(ra * OW):
                         out[j] = zero
@@ -231,17 +248,18 @@ def _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, nogil=True)
-def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
+def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide=False):
     """Fill ``cols`` (nb, Cb·kH·kW, rb·OW) from images ``n0…``, channels ``c0…``, output rows ``r0…``."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = x.shape[2], x.shape[3]
     path = _block_path(W, sh, sw, dh, dw, OW)
     if path == _FLAT:
-        _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW)
+        _im2col_block_flat(x, cols, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW, wide)
         return
     if path == _STRIDE2:
-        _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, np.zeros((2, 2, (H + 1) // 2 * OW), dtype=x.dtype))
+        _im2col_block_s2(x, cols, n0, c0, r0, kH, kW, ph, pw, OW, np.zeros((2, 2, (H + 1) // 2 * OW), dtype=x.dtype),
+                         wide)
         return
     if path == _TABLE:
         offs = _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw)
@@ -251,20 +269,20 @@ def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
             for c in range(Cb):
                 plane = x3[n0 + i, c0 + c]
                 for kk in range(kH * kW):
-                    out, o = cols[i, c * kH * kW + kk], offs[kk]
+                    out, o = _col_row(cols, i, c * kH * kW + kk, wide), offs[kk]
                     for j in range(B):
                         q = o[j]
                         out[j] = plane[q] if q >= 0 else zero
         return
-    _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW)
+    _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide)
 
 
 @no_refcount
-def _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
+def _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide):
     """im2col_block row by row (the general path), with no array views inside the loops: on small
     images (rows of 3…13 outputs) a slice per output row cost more than the copy (5×5 → 3×3,
     64 channels: 3.6 ms a forward)."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = x.shape[2], x.shape[3]
     zero = cols.dtype.type(0)
@@ -273,7 +291,7 @@ def _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
             xp = x[n0 + i, c0 + c]
             for kh in range(kH):
                 for kw in range(kW):
-                    out = cols[i, (c * kH + kh) * kW + kw]
+                    out = _col_row(cols, i, (c * kH + kh) * kW + kw, wide)
                     lo, hi = _valid_ow(OW, W, sw, pw, kw, dw)
                     shift = kw * dw - pw
                     for r in range(rb):
@@ -297,11 +315,11 @@ def _im2col_block_rows(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
 
 
 @no_refcount
-def _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
+def _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW, wide):
     """col2im_block_add for stride 1 and OW == W, the adjoint of :func:`_im2col_block_flat`: the
     border entries of a row of ``cols`` are zeroed *in place* (``cols`` is scratch), then the
     rows of one (c, kh, kw) are added to one contiguous stretch of the plane (adding 0 is exact)."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = gx.shape[2], gx.shape[3]
     HW = H * W
@@ -314,7 +332,7 @@ def _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
                 if rz <= ra:
                     continue
                 for kw in range(kW):
-                    src = cols[i, (c * kH + kh) * kW + kw]
+                    src = _col_row(cols, i, (c * kH + kh) * kW + kw, wide)
                     lo, hi = _valid_ow(OW, W, 1, pw, kw, dw)
                     for r in range(ra, rz):
                         for ow in range(lo):
@@ -331,12 +349,12 @@ def _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW):
 
 
 @no_refcount
-def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, gq):
+def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, gq, wide):
     """col2im_block_add for stride 2, dilation 1 and OW == ⌈W/2⌉, the adjoint of
     :func:`_im2col_block_s2`: the rows are added to the 4 phases of a plane with contiguous
     stretches (border entries of ``cols`` zeroed in place first), then the phases are added to
     the plane. ``gq``: scratch (2, 2, ⌈H/2⌉·OW)."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = gx.shape[2], gx.shape[3]
     H2, W2 = (H + 1) // 2, OW
@@ -354,7 +372,7 @@ def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, gq):
                 for kw in range(kW):
                     b = (kw - pw) % 2
                     sc = (kw - pw - b) // 2
-                    src = cols[i, (c * kH + kh) * kW + kw]
+                    src = _col_row(cols, i, (c * kH + kh) * kW + kw, wide)
                     lo, hi = _valid_ow(OW, W2, 1, -sc, 0, 1)
                     for r in range(ra, rz):
                         for ow in range(lo):
@@ -382,18 +400,19 @@ def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, gq):
 
 
 @njit(cache=True, nogil=True)
-def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
+def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide=False):
     """``gx[n0 + i, c0 + c, ...] += cols[i, ...]``: the adjoint of :func:`im2col_block` (scatter).
     May overwrite ``cols`` (see :func:`_col2im_block_add_flat`, :func:`_col2im_block_add_s2`)."""
-    nb, CK, B = cols.shape
+    nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
     H, W = gx.shape[2], gx.shape[3]
     path = _block_path(W, sh, sw, dh, dw, OW)
     if path == _FLAT:
-        _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW)
+        _col2im_block_add_flat(cols, gx, n0, c0, r0, kH, kW, ph, pw, dh, dw, OW, wide)
         return
     if path == _STRIDE2:
-        _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, np.empty((2, 2, (H + 1) // 2 * OW), dtype=gx.dtype))
+        _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, np.empty((2, 2, (H + 1) // 2 * OW), dtype=gx.dtype),
+                             wide)
         return
     if path == _TABLE:  # the scatter through the same offset table (a task owns its images)
         offs = _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw)
@@ -402,7 +421,7 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
             for c in range(Cb):
                 plane = g3[n0 + i, c0 + c]
                 for kk in range(kH * kW):
-                    src, o = cols[i, c * kH * kW + kk], offs[kk]
+                    src, o = _col_row(cols, i, c * kH * kW + kk, wide), offs[kk]
                     for j in range(B):
                         q = o[j]
                         if q >= 0:
@@ -413,7 +432,7 @@ def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW):
             gp = gx[n0 + i, c0 + c]
             for kh in range(kH):
                 for kw in range(kW):
-                    src = cols[i, (c * kH + kh) * kW + kw]
+                    src = _col_row(cols, i, (c * kH + kh) * kW + kw, wide)
                     lo, hi = _valid_ow(OW, W, sw, pw, kw, dw)
                     shift = kw * dw - pw
                     for r in range(rb):

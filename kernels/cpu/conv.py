@@ -74,9 +74,10 @@ from .conv_winograd import bias_vector, winograd_backward_weight3x3, winograd_co
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_bias_grad")
 
-#: per-thread workspaces of a transposed block of ``gy`` and of the per-image products (the weight gradient)
+#: per-thread workspaces of a transposed block of ``gy`` (the weight gradient) and of a block's
+#: product in the wide layout (the forward)
 GY_T = Workspace()
-PRODS = Workspace()
+PRODUCT = Workspace()
 
 
 # ---- raw depthwise kernels ----------------------------------------------------------------------
@@ -454,6 +455,15 @@ def col2im(cols, x_hw, kernel_hw, stride, padding, dilation, out_hw):
     return x
 
 
+#: the forward's blocks of several images with fewer output positions each than this are laid out
+#: wide, ``(K, nb, B)`` columns (``im2col_block(..., wide=True)``), for one GEMM over the block
+#: instead of one per image: (64,64,5,5)→64 3×3 (B = 9) 0.9 vs 1.0–1.3 ms. From 11×11 outputs on it
+#: does not pay: the extra copy of the product into y costs what the wider GEMM saves
+#: ((64,32,16,16)→64: 7.7 vs 7.3 ms), measured. (The weight gradient goes wide for every block
+#: of several images: its product is the small (K, Mg) sum, no copy.)
+_WIDE_BLOCK_MAX_POSITIONS = 64
+
+
 def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
     """y (N, C_out, OH, OW) = conv2d(x, W) (+ bias[co] when given, added to each block while it is
     in cache: a separate ``y += b`` pass cost 3 ms on (8, 256, 56, 56), measured)."""
@@ -478,13 +488,25 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
 
     def task(block, _):
         n0, n1, r0, r1 = block
+        nb, B = n1 - n0, (r1 - r0) * OW
         for g in range(G):
+            out = yv[n0:n1, g, :, r0 * OW:r1 * OW]
+            if nb > 1 and not pointwise and B < _WIDE_BLOCK_MAX_POSITIONS:
+                # several tiny images: one GEMM over the block's columns laid out (K, nb·B), then
+                # the (Mg, nb, B) product copied into y's (nb, Mg, B) block
+                cols = COLS.get((K, nb, B), x.dtype)
+                im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW, True)
+                prod = PRODUCT.get((Mg, nb, B), x.dtype)
+                np.matmul(Wg[g], cols.reshape(K, nb * B), out=prod.reshape(Mg, nb * B))
+                if bg is not None:
+                    prod += bg[g].reshape(Mg, 1, 1)
+                np.copyto(out, prod.transpose(1, 0, 2))
+                continue
             if pointwise:
                 cols = xv[n0:n1, g, :, r0 * OW:r1 * OW]
             else:
-                cols = COLS.get((n1 - n0, K, (r1 - r0) * OW), x.dtype)
+                cols = COLS.get((nb, K, B), x.dtype)
                 im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
-            out = yv[n0:n1, g, :, r0 * OW:r1 * OW]
             np.matmul(Wg[g], cols, out=out)
             if bg is not None:
                 out += bg[g]
@@ -565,12 +587,6 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
     return gx
 
 
-#: the weight gradient's one-GEMM block (``(K, nb, B)`` columns) for images of fewer output positions:
-#: (64,64,5,5)→64 3×3 (B = 9) 1.3 vs 2.0 ms with a GEMM per image; from 11×11 on the strided
-#: im2col costs what it saves (16×16: 9.3 vs 8.0 ms; the (K, nb, B) writes do not vectorise), measured
-_WIDE_BLOCK_MAX_POSITIONS = 64
-
-
 def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     """gW (C_out, C_in/G, kH, kW) = ∂⟨gy, conv2d(x, W)⟩/∂W = Σ_blocks gy_block @ cols_blockᵀ per group."""
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
@@ -601,16 +617,16 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         nb, B = n1 - n0, (r1 - r0) * OW
         for g in range(G):
             gy_block = gyv[n0:n1, g, :, r0 * OW:r1 * OW]
-            if transposed and nb > 1 and B < _WIDE_BLOCK_MAX_POSITIONS:
-                # several tiny images: ONE GEMM over the block, contracting over all nb·B
-                # positions: the columns laid out (K, nb, B) (im2col writes through the (nb, K, B)
-                # view) and gyᵀ as (nb·B, Mg); no per-image products to sum
+            if transposed and nb > 1:
+                # several small images: ONE GEMM over the block, contracting over all nb·B
+                # positions: the columns laid out wide, (K, nb, B), and gyᵀ as (nb·B, Mg); no
+                # per-image products to sum (a batched GEMM per image and their sum: (64,32,16,16)→64
+                # 8.1 vs 7.7 ms, (64,32,13,13)→64 4.6 vs 4.2; (64,64,5,5)→64 1.6 vs 1.1, measured)
                 wide = COLS.get((K, nb, B), x.dtype)
                 if pointwise:
                     np.copyto(wide.transpose(1, 0, 2), xv[n0:n1, g, :, r0 * OW:r1 * OW])
                 else:
-                    im2col_block(x, wide.transpose(1, 0, 2), n0, g * Cg, r0, kH, kW, *stride, *padding,
-                                 *dilation, OW)
+                    im2col_block(x, wide, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW, True)
                 gyT = GY_T.get((nb, B, Mg), x.dtype)
                 np.copyto(gyT, gy_block.transpose(0, 2, 1))
                 np.matmul(wide.reshape(K, nb * B), gyT.reshape(nb * B, Mg), out=prod)
@@ -621,16 +637,6 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
             else:
                 cols = COLS.get((nb, K, B), x.dtype)
                 im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
-            if transposed and nb > 1:
-                # a few small images: 3 NumPy calls for the block instead of 3 per image (the
-                # per-image Python loop, run under the GIL, cost the second thread most of its
-                # gain on 16×16 images: weight gradient 9.2 ms on 1 thread, 6.8 on 2)
-                gyT = GY_T.get((nb, B, Mg), x.dtype)
-                np.copyto(gyT, gy_block.transpose(0, 2, 1))
-                prods = PRODS.get((nb, K, Mg), x.dtype)
-                np.matmul(cols, gyT, out=prods)
-                acc[g] += prods.sum(axis=0)
-                continue
             gyT = GY_T.get((B, Mg), x.dtype) if transposed else None
             for i in range(nb):
                 if transposed:
