@@ -169,6 +169,18 @@ def test_depthwise3x3_kernels_match_reference(N, C_, H, W_, ph, pw, extra):
     assert C._is_depthwise3x3((C_, 1, 3, 3), C_, (1, 1), (1, 1))
     g = dict(N=N, C_in=C_, C_out=C_, H=H, W=W_, k=(3, 3), s=(1, 1), p=(ph, pw), d=(1, 1), G=C_, out=out)
     _check_against_reference(g)
+    # the fused backward (one pass over gy for gx, gW and gb), with each subset of the gradients
+    x, W, gy = _data(g, np.float64)
+    geo = ((1, 1), (ph, pw), (1, 1), C_)
+    want = (R.conv2d_backward_input(gy, W, (H, W_), *geo), R.conv2d_backward_weight(x, gy, (3, 3), *geo),
+            R.conv2d_bias_grad(gy))
+    for needs in [(True, True, True), (True, False, False), (False, True, True), (True, False, True)]:
+        got = C.conv2d_backward(x, W, gy, *geo, needs)
+        for need, a, b in zip(needs, got, want):
+            if need:
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+            else:
+                assert a is None
 
 
 def test_depthwise_matches_pytorch_float32():

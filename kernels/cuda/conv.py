@@ -7,7 +7,7 @@ padding, the output size is explicit. Formulas: ``kernels/reference/conv.py``.
 import numpy as np
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
-           "conv2d_bias_grad")
+           "conv2d_bias_grad", "conv2d_backward")
 
 _CU = "conv.cu"
 
@@ -140,3 +140,13 @@ def conv2d_backward_weight(be, x, gy, kernel_hw, stride, padding, dilation, grou
     cols = _grouped_columns(be, x, kernel_hw, stride, padding, dilation, (OH, OW), G)
     gW = xp.matmul(gy.reshape(N, G, Mg, OH * OW), cols.transpose(0, 1, 3, 2)).sum(axis=0)
     return gW.reshape(C_out, Cg, kH, kW)
+
+
+def conv2d_backward(be, x, W, gy, stride, padding, dilation, groups, needs=(True, True, True)):
+    """``(gx, gW, gb)`` for ``needs`` (None for the others): the three backward kernels above, in
+    turn (the CPU fuses them for 3×3 depthwise convolutions; here each is one launch or GEMM)."""
+    want_gx, want_gw, want_gb = (bool(v) for v in needs)
+    gx = conv2d_backward_input(be, gy, W, x.shape[2:], stride, padding, dilation, groups) if want_gx else None
+    gW = conv2d_backward_weight(be, x, gy, W.shape[2:], stride, padding, dilation, groups) if want_gw else None
+    gb = conv2d_bias_grad(be, gy) if want_gb else None
+    return gx, gW, gb

@@ -82,7 +82,8 @@ class Conv2d(_ConvBase):
     """y = conv(x, W) + b (see the module docstring); 1-D when ``dims == 1``.
 
     Backward:  gx = conv2d_backward_input(gy, W),  gW = conv2d_backward_weight(x, gy),
-    gb[co] = Σ_{n, oh, ow} gy[n, co, oh, ow].
+    gb[co] = Σ_{n, oh, ow} gy[n, co, oh, ow], through the kernel ``conv2d_backward``, which computes
+    the wanted ones in one call.
     """
 
     @staticmethod
@@ -95,12 +96,13 @@ class Conv2d(_ConvBase):
     @staticmethod
     def backward(ctx, gy):
         x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
-        gx = gW = None
-        if ctx.needs_input_grad[0]:
-            gx = ctx.kernels.conv2d_backward_input(gy, W, x.shape[2:], stride, padding, dilation, groups)
-        if ctx.needs_input_grad[1]:
-            gW = ctx.kernels.conv2d_backward_weight(x, gy, W.shape[2:], stride, padding, dilation, groups)
-        return _ConvBase._grads(ctx, gx, gW, gy)
+        needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
+        # one kernel call for the wanted gradients (the CPU fuses them for 3×3 depthwise layers)
+        gx, gW, gb = ctx.kernels.conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
+        if ctx.dims == 1:
+            gx = None if gx is None else gx[:, :, 0, :]
+            gW = None if gW is None else gW[:, :, 0, :]
+        return (gx, gW) if len(ctx.inputs) == 2 else (gx, gW, gb)
 
 
 class ConvTranspose2d(_ConvBase):
