@@ -208,49 +208,22 @@ def depthwise3x3_raw(x, W, b, y, ph, pw, flipped):
 
 
 @no_refcount_with(fastmath={"reassoc", "contract"})
-def _depthwise3x3_weight_channel(x, gy, gw, c, ph, pw, P):
-    """gw[kh, kw] = Σ_{n,oh,ow} gy[n, c, oh, ow] · xpad[n, c, oh + kh, ow + kw] (3×3, stride 1): per image
-    the padded plane is filled once, then one loop per output row carries all 9 sums (``reassoc``:
-    vectorised sums, float32 results differ from a serial sum in the last bits)."""
-    N = x.shape[0]
-    OH, OW = gy.shape[2], gy.shape[3]
-    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = gw.dtype.type(0)
-    for n in range(N):
-        _fill_padded_plane(P, x[n, c], ph, pw, OH + 2, OW + 2)
-        for oh in range(OH):
-            g, a, b, d = gy[n, c, oh], P[oh], P[oh + 1], P[oh + 2]
-            for ow in range(OW):
-                gv = g[ow]
-                s00 += gv * a[ow]
-                s01 += gv * a[ow + 1]
-                s02 += gv * a[ow + 2]
-                s10 += gv * b[ow]
-                s11 += gv * b[ow + 1]
-                s12 += gv * b[ow + 2]
-                s20 += gv * d[ow]
-                s21 += gv * d[ow + 1]
-                s22 += gv * d[ow + 2]
-    gw[0, 0], gw[0, 1], gw[0, 2] = s00, s01, s02
-    gw[1, 0], gw[1, 1], gw[1, 2] = s10, s11, s12
-    gw[2, 0], gw[2, 1], gw[2, 2] = s20, s21, s22
-
-
-@no_refcount_with(fastmath={"reassoc", "contract"})
 def _depthwise3x3_backward_channel(x, gy, W, gx, gw, gb, c, ph, pw, P, Q, want_gx, want_gw, want_gb):
     """All three gradients of channel c of a 3×3 stride-1 depthwise convolution in one pass over
     its planes: per image, gx[n, c] (the convolution of gy with the flipped filter, through ``Q``,
-    the padded gy plane) and, through ``P`` (the padded x plane), the 9 sums of gw (as in
-    :func:`_depthwise3x3_weight_channel`) and the bias sum gb[c] = Σ gy[n, c] (float64, as
-    :func:`bias_grad_raw`). One read of each gy plane instead of three (input gradient, weight
-    gradient, bias gradient) while it is in cache."""
+    the padded gy plane) and, through ``P`` (the padded x plane, filled once per image), the weight
+    gradient gw[kh, kw] = Σ_{n,oh,ow} gy[n, c, oh, ow] · xpad[n, c, oh + kh, ow + kw] as 9 sums carried
+    by one loop per output row (``reassoc``: vectorised sums, float32 results differ from a serial
+    sum in the last bits), and the bias sum gb[c] = Σ gy[n, c] (float64, as :func:`bias_grad_raw`).
+    One read of each gy plane instead of three (input, weight and bias gradients) while it is in
+    cache. Unwanted gradients are skipped (their arrays, and W when gx is not wanted, may be dummies)."""
     N = x.shape[0]
     OH, OW = gy.shape[2], gy.shape[3]
-    w = W[c, 0]
     s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = gw.dtype.type(0)
     sb = 0.0
     for n in range(N):
         if want_gx:  # gx = the convolution of gy with W[c, 0, ::-1, ::-1], leading padding 2 − p
-            _depthwise3x3_plane(gy[n, c], w[::-1, ::-1], gx.dtype.type(0), gx[n, c], 2 - ph, 2 - pw, Q)
+            _depthwise3x3_plane(gy[n, c], W[c, 0, ::-1, ::-1], gx.dtype.type(0), gx[n, c], 2 - ph, 2 - pw, Q)
         if want_gw:
             _fill_padded_plane(P, x[n, c], ph, pw, OH + 2, OW + 2)
             for oh in range(OH):
@@ -289,14 +262,6 @@ def depthwise3x3_backward_raw(x, gy, W, gx, gW, gb, ph, pw, want_gx, want_gw, wa
         _depthwise3x3_backward_channel(x, gy, W, gx, gW[c, 0], gb, c, ph, pw,
                                        np.empty((OH + 2, OW + 2), dtype=x.dtype),
                                        np.empty((H + 2, Wd + 2), dtype=x.dtype), want_gx, want_gw, want_gb)
-
-
-@njit(cache=True, parallel=True)
-def depthwise3x3_backward_weight_raw(x, gy, gW, ph, pw):
-    """gW[c, 0] (3×3) = Σ_{n,oh,ow} gy[n, c, oh, ow] · xpad[n, c, oh + kh, ow + kw]; a thread owns gW[c]."""
-    C, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
-    for c in prange(C):
-        _depthwise3x3_weight_channel(x, gy, gW[c, 0], c, ph, pw, np.empty((OH + 2, OW + 2), dtype=x.dtype))
 
 
 @no_refcount
@@ -676,7 +641,8 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     if _is_depthwise(C_in, G):
         gW = np.empty((C_out, 1, kH, kW), dtype=x.dtype)
         if _is_depthwise3x3((C_out, 1) + tuple(kernel_hw), C_in, stride, dilation):
-            depthwise3x3_backward_weight_raw(x, gy, gW, *padding)
+            dummy = np.empty((1, 1, 1, 1), dtype=x.dtype)
+            depthwise3x3_backward_raw(x, gy, dummy, dummy, gW, np.empty(1, dtype=x.dtype), *padding, False, True, False)
         else:
             depthwise_backward_weight_raw(x, gy, gW, *stride, *padding, *dilation)
         return gW

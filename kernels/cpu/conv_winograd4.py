@@ -90,6 +90,19 @@ def _bt_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5):
         o5[u] = 4.0 * d1[u] - 5.0 * d3[u] + d5[u]
 
 
+@njit(cache=True, inline="always")
+def _quarter_row(row, n, shift, pad, Pa, lo, width):
+    """Pa[b, lo + m] = pad[4m + b] for b < 4, m < width, after pad[shift : shift + n] = row[:n]: the
+    four column phases of a row placed at ``shift`` in ``pad`` (whose other entries stay zero:
+    the row's padding)."""
+    for i in range(n):
+        pad[shift + i] = row[i]
+    for b in range(4):
+        dst = Pa[b, lo:lo + width]
+        for m in range(width):
+            dst[m] = pad[4 * m + b]
+
+
 @no_refcount
 def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad):
     """V[6r + s, c, toff + u] = (Bᵀ d B)[r, s] for the 6×6 input tiles d = xpad[4ty : 4ty + 6, 4tx : 4tx + 6]
@@ -111,13 +124,7 @@ def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad
             for a in range(4):
                 ih = 4 * (tr0 + h) + a - ph
                 if 0 <= ih < H:
-                    row = xp[ih]
-                    for i in range(n_copy):
-                        pad[pw + i] = row[i]
-                    for b in range(4):
-                        dst = P[a, b, lo:lo + TWp]
-                        for m in range(TWp):
-                            dst[m] = pad[4 * m + b]
+                    _quarter_row(xp[ih], n_copy, pw, pad, P[a], lo, TWp)
                 else:
                     for b in range(4):
                         P[a, b, lo:lo + TWp] = 0
@@ -242,13 +249,7 @@ def _gy_transform4_block_into(gy, Z, n, tr0, rows, TW, toff, Gp, Hr, pad):
             for a in range(4):
                 oh = 4 * (tr0 + h) + a
                 if oh < OH:
-                    row = gp[oh]
-                    for i in range(OW):
-                        pad[i] = row[i]
-                    for b in range(4):
-                        dst = Gp[a, b, lo:lo + TW]
-                        for m in range(TW):
-                            dst[m] = pad[4 * m + b]
+                    _quarter_row(gp[oh], OW, 0, pad, Gp[a], lo, TW)
                 else:
                     for b in range(4):
                         for m in range(TW):
