@@ -89,6 +89,26 @@ def test_roi_align_matches_reference(device, dtype, geo, data, sampling_ratio, a
 
 
 @fixture_ok
+@given(geo=roi_geometry(max_rois=8), data=st.data(), sampling_ratio=st.sampled_from([-1, 0, 2]),
+       aligned=st.booleans())
+def test_cpu_roi_align_forward_layouts_agree(monkeypatch, geo, data, sampling_ratio, aligned):
+    """The CPU forward's two loops, channel by channel and over a channels-last copy of x (chosen
+    by the number of RoI bins per input position), add the same terms in the same order: bitwise
+    equal outputs, and both equal to the reference."""
+    from minicnn.kernels.cpu import roi as CR
+
+    shape, rois, size, scale = geo
+    x = data.draw(arrays(shape, np.float32))
+    ys = []
+    for threshold in (0.0, math.inf):
+        monkeypatch.setattr(CR, "_CHANNELS_LAST_MIN_BINS_PER_POSITION", threshold)
+        ys.append(CR.roi_align_forward(x, rois, size, scale, sampling_ratio, aligned))
+    np.testing.assert_array_equal(ys[0], ys[1])
+    want = R.roi_align_forward(x.astype(np.float64), rois, size, scale, sampling_ratio, aligned)
+    np.testing.assert_allclose(ys[0], want, rtol=1e-5, atol=1e-5)
+
+
+@fixture_ok
 @given(geo=roi_geometry(max_rois=3), data=st.data())
 def test_roi_pool_gradcheck(device, geo, data):
     """Distinct, well-spaced values: every bin has a unique winner, eps never changes it."""

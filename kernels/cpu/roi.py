@@ -6,7 +6,8 @@ so the kernels never mix Python ints into float arithmetic: the wrappers pass th
 as floats (``fph += one``), exact for the small integers involved.
 
 Forward: ``prange`` over RoIs; RoI align precomputes each RoI's bilinear weights once and shares
-them across channels. Backward: ``prange`` over the ``(n, c)`` planes of ``gx``; the thread that
+them across channels, and with many RoIs reads a channels-last copy of x, so that each bilinear
+tap is one vectorised update of a bin's C sums (``_roi_align_forward_channels_last``). Backward: ``prange`` over the ``(n, c)`` planes of ``gx``; the thread that
 owns a plane loops over the RoIs of image ``n`` (grouped by the wrapper), so no two threads ever
 write the same element (no atomics). RoI align recomputes the weights per plane in backward
 (memory stays O(1) per thread).
@@ -179,39 +180,49 @@ def _sample(start, bin_size, fp, fi, grid, half):
     return (start + fp * bin_size) + ((fi + half) * bin_size) / grid
 
 
+@njit(cache=True)
+def _align_samples(roi, scale, half, one, fPH, fPW, sampling_ratio, fsr, aligned, H, W, PH, PW):
+    """``(n, pos, wts, S, count)`` of one RoI: for sample s of bin b (s in b·S … b·S + S − 1, bins in
+    row-major order), the flat input positions ``pos[s, 0:4]`` of its four bilinear neighbours
+    (``pos[s, 0] = −1`` outside the map) and their weights ``wts[s, 0:4]``; ``count`` = samples a bin."""
+    zero = one - one
+    n, y1, x1, bin_h, bin_w, fgh, fgw = _align_geometry(roi, scale, half, one, fPH, fPW, sampling_ratio, fsr,
+                                                        aligned)
+    gh, gw = int(fgh), int(fgw)
+    S = gh * gw
+    pos = np.empty((PH * PW * S, 4), dtype=np.int64)
+    wts = np.empty((PH * PW * S, 4), dtype=roi.dtype)
+    s = 0
+    fph = zero
+    for ph in range(PH):
+        fpw = zero
+        for pw in range(PW):
+            fiy = zero
+            for iy in range(gh):
+                yy = _sample(y1, bin_h, fph, fiy, fgh, half)
+                fix = zero
+                for ix in range(gw):
+                    xx = _sample(x1, bin_w, fpw, fix, fgw, half)
+                    p1, p2, p3, p4, w1, w2, w3, w4 = _bilinear(yy, xx, H, W, one)
+                    pos[s, 0], pos[s, 1], pos[s, 2], pos[s, 3] = p1, p2, p3, p4
+                    wts[s, 0], wts[s, 1], wts[s, 2], wts[s, 3] = w1, w2, w3, w4
+                    s += 1
+                    fix += one
+                fiy += one
+            fpw += one
+        fph += one
+    return n, pos, wts, S, max(fgh * fgw, one)
+
+
 @njit(cache=True, parallel=True)
 def _roi_align_forward(x, rois, scale, half, one, fPH, fPW, sampling_ratio, fsr, aligned, y):
+    """Channel by channel: for few RoIs (the bilinear weights computed once per RoI)."""
     N, C, H, W = x.shape
     K, _, PH, PW = y.shape
     zero = one - one
     for k in prange(K):
-        n, y1, x1, bin_h, bin_w, fgh, fgw = _align_geometry(rois[k], scale, half, one, fPH, fPW,
-                                                            sampling_ratio, fsr, aligned)
-        gh, gw = int(fgh), int(fgw)
-        count = max(fgh * fgw, one)
-        # bilinear weights of every sample of this RoI, shared by all channels
-        S = gh * gw
-        pos = np.empty((PH * PW * S, 4), dtype=np.int64)
-        wts = np.empty((PH * PW * S, 4), dtype=x.dtype)
-        s = 0
-        fph = zero
-        for ph in range(PH):
-            fpw = zero
-            for pw in range(PW):
-                fiy = zero
-                for iy in range(gh):
-                    yy = _sample(y1, bin_h, fph, fiy, fgh, half)
-                    fix = zero
-                    for ix in range(gw):
-                        xx = _sample(x1, bin_w, fpw, fix, fgw, half)
-                        p1, p2, p3, p4, w1, w2, w3, w4 = _bilinear(yy, xx, H, W, one)
-                        pos[s, 0], pos[s, 1], pos[s, 2], pos[s, 3] = p1, p2, p3, p4
-                        wts[s, 0], wts[s, 1], wts[s, 2], wts[s, 3] = w1, w2, w3, w4
-                        s += 1
-                        fix += one
-                    fiy += one
-                fpw += one
-            fph += one
+        n, pos, wts, S, count = _align_samples(rois[k], scale, half, one, fPH, fPW, sampling_ratio, fsr, aligned,
+                                               H, W, PH, PW)
         plane_x = x[n].reshape(C, H * W)
         for c in range(C):
             s = 0
@@ -224,6 +235,35 @@ def _roi_align_forward(x, rois, scale, half, one, fPH, fPW, sampling_ratio, fsr,
                                 acc += wts[s, j] * plane_x[c, pos[s, j]]
                         s += 1
                     y[k, c, ph, pw] = acc / count
+
+
+@njit(cache=True, parallel=True)
+def _roi_align_forward_channels_last(xT, H, W, rois, scale, half, one, fPH, fPW, sampling_ratio, fsr, aligned, y):
+    """The same sums from ``xT`` (N, H·W, C), x with the channels last: each bilinear tap adds
+    ``w · xT[n, p, :]``, a contiguous row of C values, to the bin's C sums (a vectorised loop over
+    channels instead of one gathered load per channel and tap; same order of additions per
+    channel, so the same results)."""
+    C = xT.shape[2]
+    K, _, PH, PW = y.shape
+    for k in prange(K):
+        n, pos, wts, S, count = _align_samples(rois[k], scale, half, one, fPH, fPW, sampling_ratio, fsr, aligned,
+                                               H, W, PH, PW)
+        acc = np.zeros((PH * PW, C), dtype=y.dtype)
+        for b in range(PH * PW):
+            row = acc[b]
+            for s in range(b * S, (b + 1) * S):
+                if pos[s, 0] < 0:
+                    continue
+                for j in range(4):
+                    w, src = wts[s, j], xT[n, pos[s, j]]
+                    for c in range(C):
+                        row[c] += w * src[c]
+            for c in range(C):
+                row[c] /= count
+        yk = y[k].reshape(C, PH * PW)
+        for c in range(C):
+            for b in range(PH * PW):
+                yk[c, b] = acc[b, c]
 
 
 @njit(cache=True, parallel=True)
@@ -264,6 +304,13 @@ def _roi_align_backward(gy, rois, roi_order, image_start, scale, half, one, fPH,
                 fph += one
 
 
+#: RoI align's forward reads x with the channels last (a transposed copy of x first) from this
+#: many output bins (all RoIs) per input position (all images) on. On 2×256×50×50 with 7×7 bins and
+#: sampling ratio 2: 2,000 RoIs 57 ms instead of 383, 10 RoIs 1.8 vs 2.3, 2 RoIs 1.5 vs 0.5 (the
+#: copy then costs more than it saves), measured
+_CHANNELS_LAST_MIN_BINS_PER_POSITION = 0.08
+
+
 def _align_constants(dtype, spatial_scale, output_size, sampling_ratio):
     t = np.dtype(dtype).type
     PH, PW = output_size
@@ -278,7 +325,13 @@ def roi_align_forward(x, rois, output_size, spatial_scale, sampling_ratio, align
     K, C = rois.shape[0], x.shape[1]
     y = np.zeros((K, C, PH, PW), dtype=x.dtype)
     scale, half, one, fPH, fPW, sr, fsr = _align_constants(x.dtype, spatial_scale, output_size, sampling_ratio)
-    if K > 0 and x.size > 0:
+    if K == 0 or x.size == 0:
+        return y
+    N, _, H, W = x.shape
+    if K * PH * PW >= _CHANNELS_LAST_MIN_BINS_PER_POSITION * N * H * W:
+        xT = np.ascontiguousarray(x.reshape(N, C, H * W).transpose(0, 2, 1))
+        _roi_align_forward_channels_last(xT, H, W, rois, scale, half, one, fPH, fPW, sr, fsr, bool(aligned), y)
+    else:
         _roi_align_forward(x, rois, scale, half, one, fPH, fPW, sr, fsr, bool(aligned), y)
     return y
 
