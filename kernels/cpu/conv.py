@@ -17,7 +17,8 @@ depthwise direct   ``groups == C_in > 1``                  im2col would build kH
                                                            before, PyTorch ~19 ms
 depthwise 3×3      the same, 3×3, stride 1, undilated,     padded plane filled once, all 9 taps in one
                    one output channel per input channel    loop per row (fwd, input and weight grads
-                                                           each 3.3 ms vs ~6 on (8,128,56,56))
+                                                           each 3.3 ms vs ~6 on (8,128,56,56); the
+                                                           backward fused, ``conv2d_backward``)
 1×1                kernel 1×1, stride 1, no padding,       the input already is the column matrix:
                    output size = input size                 ``y[n, g] = W[g] @ x[n, g]``, no im2col
 Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (``conv_winograd.py``);
@@ -60,8 +61,11 @@ Backward: ``gx = col2im(Wᵀ @ gy)`` per block of whole images (a task owns its 
 scatter-add of ``col2im_block_add`` is race-free), and ``gW = Σ_blocks gy_block @ cols_blockᵀ``
 with one accumulator per thread, summed at the end (no per-image products summed over N); for
 tall columns (K ≥ 2·Mg) it is computed as ``gWᵀ += cols_block @ gy_blockᵀ`` with ``gy_blockᵀ``
-copied, a GEMM without a transposed operand (10–25 % faster in OpenBLAS on these shapes).
-The depthwise kernels own planes (no races). ``FORCE_ALGORITHM`` forces im2col or Winograd.
+copied, a GEMM without a transposed operand (10–25 % faster in OpenBLAS on these shapes); a
+block of several small images is then one GEMM, its columns laid out wide, (K, images, positions).
+``conv2d_backward`` returns the wanted gradients of one layer in one call: for the 3×3 stride-1
+depthwise case one pass over gy computes all three; otherwise it calls the three kernels.
+The depthwise kernels own planes or channels (no races). ``FORCE_ALGORITHM`` forces im2col or Winograd.
 """
 import numpy as np
 from numba import njit, prange
