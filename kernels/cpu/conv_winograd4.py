@@ -36,6 +36,12 @@ AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0
                dtype=np.float64)
 
 
+#: G's fractions as multipliers (float64): with divisions the weight transform of 256 × 256 filters
+#: took 6× F(2×2)'s (3.7 ms), now 3× (2.3 vs 0.8 ms, one run); results differ from dividing in
+#: the last bit of float64 at most
+_SIXTH, _TWELFTH, _TWENTYFOURTH = 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0
+
+
 @njit(cache=True, nogil=True)
 def transform_weight4_raw(W, U, o0, o1, flipped_transposed):
     """U[6a + b, o, c] = (G g Gᵀ)[a, b] for g = W[o, c] (or W[c, o, ::−1, ::−1] when
@@ -48,25 +54,25 @@ def transform_weight4_raw(W, U, o0, o1, flipped_transposed):
         for j in range(3):  # h = G g, column j
             g0, g1, g2 = g[0, j], g[1, j], g[2, j]
             for c in range(C_in):
-                h[0, j, c] = g0[c] / 4.0
-                h[1, j, c] = -(g0[c] + g1[c] + g2[c]) / 6.0
-                h[2, j, c] = -(g0[c] - g1[c] + g2[c]) / 6.0
-                h[3, j, c] = g0[c] / 24.0 + g1[c] / 12.0 + g2[c] / 6.0
-                h[4, j, c] = g0[c] / 24.0 - g1[c] / 12.0 + g2[c] / 6.0
+                h[0, j, c] = 0.25 * g0[c]
+                h[1, j, c] = -_SIXTH * (g0[c] + g1[c] + g2[c])
+                h[2, j, c] = -_SIXTH * (g0[c] - g1[c] + g2[c])
+                h[3, j, c] = _TWENTYFOURTH * (g0[c] + 2.0 * g1[c] + 4.0 * g2[c])
+                h[4, j, c] = _TWENTYFOURTH * (g0[c] - 2.0 * g1[c] + 4.0 * g2[c])
                 h[5, j, c] = g2[c]
         for a in range(6):  # U = h Gᵀ, row a
             h0, h1, h2 = h[a, 0], h[a, 1], h[a, 2]
             u = U[6 * a:6 * a + 6, o]
             for c in range(C_in):
-                u[0, c] = h0[c] / 4.0
+                u[0, c] = 0.25 * h0[c]
             for c in range(C_in):
-                u[1, c] = -(h0[c] + h1[c] + h2[c]) / 6.0
+                u[1, c] = -_SIXTH * (h0[c] + h1[c] + h2[c])
             for c in range(C_in):
-                u[2, c] = -(h0[c] - h1[c] + h2[c]) / 6.0
+                u[2, c] = -_SIXTH * (h0[c] - h1[c] + h2[c])
             for c in range(C_in):
-                u[3, c] = h0[c] / 24.0 + h1[c] / 12.0 + h2[c] / 6.0
+                u[3, c] = _TWENTYFOURTH * (h0[c] + 2.0 * h1[c] + 4.0 * h2[c])
             for c in range(C_in):
-                u[4, c] = h0[c] / 24.0 - h1[c] / 12.0 + h2[c] / 6.0
+                u[4, c] = _TWENTYFOURTH * (h0[c] - 2.0 * h1[c] + 4.0 * h2[c])
             for c in range(C_in):
                 u[5, c] = h2[c]
 
@@ -286,11 +292,11 @@ def weight_untransform4_raw(S, gW, o0, o1):
             for j in range(6):  # t = Gᵀ s, column by column
                 s0, s1, s2 = np.float64(S[j, o, c]), np.float64(S[6 + j, o, c]), np.float64(S[12 + j, o, c])
                 s3, s4, s5 = np.float64(S[18 + j, o, c]), np.float64(S[24 + j, o, c]), np.float64(S[30 + j, o, c])
-                t[0, j] = s0 / 4.0 - (s1 + s2) / 6.0 + (s3 + s4) / 24.0
-                t[1, j] = (s2 - s1) / 6.0 + (s3 - s4) / 12.0
-                t[2, j] = (s3 + s4 - s1 - s2) / 6.0 + s5
+                t[0, j] = 0.25 * s0 - _SIXTH * (s1 + s2) + _TWENTYFOURTH * (s3 + s4)
+                t[1, j] = _SIXTH * (s2 - s1) + _TWELFTH * (s3 - s4)
+                t[2, j] = _SIXTH * (s3 + s4 - s1 - s2) + s5
             for a in range(3):  # gW = t G, row by row
                 t0, t1, t2, t3, t4, t5 = t[a, 0], t[a, 1], t[a, 2], t[a, 3], t[a, 4], t[a, 5]
-                gW[o, c, a, 0] = t0 / 4.0 - (t1 + t2) / 6.0 + (t3 + t4) / 24.0
-                gW[o, c, a, 1] = (t2 - t1) / 6.0 + (t3 - t4) / 12.0
-                gW[o, c, a, 2] = (t3 + t4 - t1 - t2) / 6.0 + t5
+                gW[o, c, a, 0] = 0.25 * t0 - _SIXTH * (t1 + t2) + _TWENTYFOURTH * (t3 + t4)
+                gW[o, c, a, 1] = _SIXTH * (t2 - t1) + _TWELFTH * (t3 - t4)
+                gW[o, c, a, 2] = _SIXTH * (t3 + t4 - t1 - t2) + t5
