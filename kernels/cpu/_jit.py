@@ -15,7 +15,6 @@ call, so no count is needed: the arrays they point into are held by the caller.
 from numba import njit
 
 
-
 def no_refcount_with(**options):
     """``no_refcount`` with more Numba options (``fastmath=...``)."""
     return njit(cache=True, nogil=True, _nrt=False, **options)

@@ -23,6 +23,8 @@ whole images (small ones), so V and M of a block stay in cache and the GEMMs sta
 error: a few ulps more than im2col (the transforms add and subtract at most 4 terms per stage);
 the tests compare with the reference at 1e-5 relative (PyTorch) and 1e-10 (float64 loops).
 """
+from typing import Callable, NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -38,7 +40,9 @@ PRODUCTS = Workspace()
 
 #: bytes of V (and of M) per task of the forward pass
 _BLOCK_BYTES = 2 << 20
-#: ... but at least this many tiles a task for F(4×4, 3×3), whose tiles take 2.25× the bytes
+#: ... but at least this many tiles a task for F(4×4, 3×3), whose tiles take 2.25× the bytes (2 MiB
+#: left (4,128,112,112)'s forward GEMMs 87 tiles wide: 61 ms vs 53; its weight gradient with 4 MiB
+#: blocks of 87 tiles 76 ms, with 256 tiles ~65 ms, measured)
 _MIN_TILES4 = 256
 #: bytes of V and Z per task of the weight gradient: larger, because its GEMMs contract over the
 #: tiles (inner dimension T) and each task ends with an accumulation of 16·C_out·C_in products
@@ -87,11 +91,11 @@ def transform_weight(W, flipped_transposed=False, tile=2):
     ``conv_winograd4``'s G). ``flipped_transposed``: U (K, C_in, C_out) of the filters
     g = W[co, c, ::−1, ::−1] instead, the 3×3 convolution that gives the input gradient
     (``conv2d_backward_input``)."""
-    raw, K = (transform_weight4_raw, 36) if tile == 4 else (transform_weight_raw, 16)
+    v = _VARIANTS[tile]
     R, S = W.shape[:2][::-1] if flipped_transposed else W.shape[:2]
-    U = np.empty((K, R, S), dtype=W.dtype)
+    U = np.empty((v.K, R, S), dtype=W.dtype)
     step = max(1, -(-R // (2 * NUM_THREADS)))
-    run_tasks(lambda o0, _: raw(W, U, o0, min(R, o0 + step), flipped_transposed), range(0, R, step))
+    run_tasks(lambda o0, _: v.weight(W, U, o0, min(R, o0 + step), flipped_transposed), range(0, R, step))
     return U
 
 
@@ -280,12 +284,9 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False,
     C_out = W.shape[1] if flipped_transposed else W.shape[0]
     OH, OW = out_hw
     TH, TW = -(-OH // tile), -(-OW // tile)
+    v = _VARIANTS[tile]
     U = transform_weight(W, flipped_transposed, tile)
-    K = U.shape[0]
-    if tile == 4:
-        in_transform, out_transform = input_transform4_block, output_transform4_block
-    else:
-        in_transform, out_transform = input_transform_block, output_transform_block
+    K = v.K
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
     b = bias_vector(bias, C_out, x.dtype)
 
@@ -295,16 +296,14 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False,
         T = (n1 - n0) * Tb
         V = COLS.get_rows_apart((K, C_in, T), x.dtype)
         for i in range(n1 - n0):
-            in_transform(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
+            v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
         M = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
         np.matmul(U, V[:, :C_in], out=M[:, :C_out])
         for i in range(n1 - n0):
-            out_transform(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
+            v.output(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
 
     bytes_per_tile = K * max(C_in, C_out) * x.itemsize
-    # F(4×4): at least _MIN_TILES4 tiles a task (2 MiB left (4,128,112,112)'s GEMMs 87 tiles wide: 61 ms vs 53)
-    block_bytes = _BLOCK_BYTES if tile == 2 else max(_BLOCK_BYTES, _MIN_TILES4 * bytes_per_tile)
-    run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, block_bytes))
+    run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_BLOCK_BYTES, v.min_tiles * bytes_per_tile)))
     return y
 
 
@@ -379,6 +378,27 @@ def weight_untransform_raw(S, gW, o0, o1):
                 gW[o, c, a, 2] = 0.5 * (t[a, 1] + t[a, 2]) + t[a, 3]
 
 
+class _Variant(NamedTuple):
+    """The pieces of F(tile×tile, 3×3): K = (tile + 2)² products; the weight, input, output and gy
+    transforms and the weight untransform; at least ``min_tiles`` tiles a task (0: no minimum)."""
+    K: int
+    weight: Callable
+    input: Callable
+    output: Callable
+    gy: Callable
+    untransform: Callable
+    min_tiles: int
+
+
+#: by output tile: F(2×2, 3×3) (this module) and F(4×4, 3×3) (``conv_winograd4``)
+_VARIANTS = {
+    2: _Variant(16, transform_weight_raw, input_transform_block, output_transform_block, gy_transform_block,
+                weight_untransform_raw, 0),
+    4: _Variant(36, transform_weight4_raw, input_transform4_block, output_transform4_block, gy_transform4_block,
+                weight_untransform4_raw, _MIN_TILES4),
+}
+
+
 def winograd_backward_weight3x3(x, gy, padding, tile=2):
     """gW (C_out, C_in, 3, 3) = ∂⟨gy, conv2d(x, W)⟩/∂W for a 3×3 W, stride 1, dilation 1, one group
     (``padding`` leading, the size of gy implies the trailing one): ``Gᵀ (Σ_tiles Z[k] V[k]ᵀ) G``.
@@ -389,11 +409,8 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
     N, C_in = x.shape[:2]
     C_out, OH, OW = gy.shape[1:]
     TH, TW = -(-OH // tile), -(-OW // tile)
-    K = tile * tile + 4 * tile + 4  # (tile + 2)², 16 or 36
-    if tile == 4:
-        in_transform, gy_transform, untransform = input_transform4_block, gy_transform4_block, weight_untransform4_raw
-    else:
-        in_transform, gy_transform, untransform = input_transform_block, gy_transform_block, weight_untransform_raw
+    v = _VARIANTS[tile]
+    K = v.K
 
     def task(block, state):
         acc, prod = state
@@ -403,8 +420,8 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         V = COLS.get_rows_apart((K, C_in, T), x.dtype)
         Z = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
         for i in range(n1 - n0):
-            in_transform(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
-            gy_transform(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
+            v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
+            v.gy(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
         np.matmul(Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1), out=prod)
         acc += prod
 
@@ -412,14 +429,12 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         return np.zeros((K, C_out, C_in), dtype=x.dtype), np.empty((K, C_out, C_in), dtype=x.dtype)
 
     bytes_per_tile = K * (C_in + C_out) * x.itemsize
-    # F(4×4): at least _MIN_TILES4 tiles a task, as in the forward ((4,128,112,112): 4 MiB blocks of
-    # 87 tiles 76 ms, 256 tiles ~65 ms, measured)
-    block_bytes = _WG_BLOCK_BYTES if tile == 2 else max(_WG_BLOCK_BYTES, _MIN_TILES4 * bytes_per_tile)
-    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, block_bytes), make_state)
+    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_WG_BLOCK_BYTES, v.min_tiles * bytes_per_tile)),
+                       make_state)
     S = states[0][0]
     for acc, _ in states[1:]:
         S += acc
     gW = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
     step = max(1, -(-C_out // (2 * NUM_THREADS)))
-    run_tasks(lambda o0, _: untransform(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
+    run_tasks(lambda o0, _: v.untransform(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
     return gW

@@ -27,15 +27,6 @@ from numba import njit
 from ._jit import no_refcount
 from ._winograd_tiles import gather_taps, zero_padding_tiles
 
-#: the 6×6 matrices, for the tests and for anyone checking the formulas below
-BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
-G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=np.float64)
-AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-               dtype=np.float64)
-
-
 #: G's fractions as multipliers (float64): with divisions the weight transform of 256 × 256 filters
 #: took 6× F(2×2)'s (3.7 ms), now 3× (2.3 vs 0.8 ms, one run); results differ from dividing in
 #: the last bit of float64 at most
