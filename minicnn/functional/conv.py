@@ -38,7 +38,7 @@ def _add_unit_axis(a):
 
 
 class _ConvBase(Function):
-    """Shared bookkeeping: the 1-D <-> 2-D views and the bias gradient.
+    """Shared bookkeeping: the 1-D <-> 2-D views and which gradients backward returns.
 
     ``fresh_grads``: every device's backward kernels return newly allocated gx, gW and gb (a
     reshaped or 1-D-sliced one is a view, which the engine still copies)."""
@@ -68,14 +68,13 @@ class _ConvBase(Function):
         return y[:, :, 0, :] if ctx.dims == 1 else y
 
     @staticmethod
-    def _grads(ctx, gx, gW, gy):
+    def _grads(ctx, gx, gW, gb):
+        """What backward returns: 1-D layers' gradients back to (N, C, L) (views), and gb only when
+        the op had a bias input."""
         if ctx.dims == 1:
             gx = None if gx is None else gx[:, :, 0, :]
             gW = None if gW is None else gW[:, :, 0, :]
-        if len(ctx.inputs) == 2:
-            return gx, gW
-        gb = ctx.kernels.conv2d_bias_grad(gy) if ctx.needs_input_grad[2] else None
-        return gx, gW, gb
+        return (gx, gW) if len(ctx.inputs) == 2 else (gx, gW, gb)
 
 
 class Conv2d(_ConvBase):
@@ -99,10 +98,7 @@ class Conv2d(_ConvBase):
         needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
         # one kernel call for the wanted gradients (the CPU fuses them for 3×3 depthwise layers)
         gx, gW, gb = ctx.kernels.conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
-        if ctx.dims == 1:
-            gx = None if gx is None else gx[:, :, 0, :]
-            gW = None if gW is None else gW[:, :, 0, :]
-        return (gx, gW) if len(ctx.inputs) == 2 else (gx, gW, gb)
+        return _ConvBase._grads(ctx, gx, gW, gb)
 
 
 class ConvTranspose2d(_ConvBase):
@@ -126,7 +122,8 @@ class ConvTranspose2d(_ConvBase):
             gx = ctx.kernels.conv2d_forward(gy, W, stride, padding, dilation, groups, x.shape[2:])
         if ctx.needs_input_grad[1]:
             gW = ctx.kernels.conv2d_backward_weight(gy, x, W.shape[2:], stride, padding, dilation, groups)
-        return _ConvBase._grads(ctx, gx, gW, gy)
+        gb = ctx.kernels.conv2d_bias_grad(gy) if len(ctx.inputs) == 3 and ctx.needs_input_grad[2] else None
+        return _ConvBase._grads(ctx, gx, gW, gb)
 
 
 # ---- validation ---------------------------------------------------------------------------------
