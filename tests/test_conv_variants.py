@@ -369,6 +369,32 @@ def _transform_block_case(N, OH, OW, ph, pw, extra, data, tile):
     return r, C, TH, TW, H, W, n, tr0, rows, toff, r.standard_normal((N, C, H, W))
 
 
+def _padded_planes(x, gy, n, TH, TW, ph, pw, tile):
+    """Image n of x zero-padded to the (tile + 2)-wide input tiles of TH × TW output tiles
+    (leading padding ph, pw; cropped or padded at the end) and of gy zero-padded to the tile grid."""
+    C, H, W = x.shape[1:]
+    xpad = np.zeros((C, tile * TH + 2, tile * TW + 2))
+    h, w = min(H, tile * TH + 2 - ph), min(W, tile * TW + 2 - pw)
+    xpad[:, ph:ph + h, pw:pw + w] = x[n, :, :h, :w]
+    OH, OW = gy.shape[2:]
+    gpad = np.zeros((C, tile * TH, tile * TW))
+    gpad[:, :OH, :OW] = gy[n]
+    return xpad, gpad
+
+
+def _block_tiles(tr0, rows, TW, toff, *padded):
+    """(ty, tx, u) of every real tile of the block (u its column at offset toff), after checking
+    that the padding tile ending each tile row (tx = TW) holds 0 in each of ``padded``."""
+    for tr in range(rows):
+        for tx in range(TW + 1):
+            u = toff + tr * (TW + 1) + tx
+            if tx == TW:
+                for a in padded:
+                    np.testing.assert_array_equal(a[:, :, u], 0)
+                continue
+            yield tr0 + tr, tx, u
+
+
 @settings(deadline=None)
 @given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2), st.integers(0, 2),
        st.integers(0, 3), st.data())
@@ -385,31 +411,20 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
     Z = np.full((16, C, toff + U + 2), np.nan)
     CW.input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff)
     CW.gy_transform_block(gy, Z, n, tr0, rows, TW, toff)
-    xpad = np.zeros((C, 2 * TH + 2, 2 * TW + 2))
-    h, w = min(H, 2 * TH + 2 - ph), min(W, 2 * TW + 2 - pw)
-    xpad[:, ph:ph + h, pw:pw + w] = x[n, :, :h, :w]
-    gpad = np.zeros((C, 2 * TH, 2 * TW))
-    gpad[:, :OH, :OW] = gy[n]
+    xpad, gpad = _padded_planes(x, gy, n, TH, TW, ph, pw, 2)
     M = r.standard_normal((16, C, toff + U))
     y = np.full((N, C, OH, OW), np.nan)
     CW.output_transform_block(M, y, np.zeros(C), n, tr0, rows, TW, toff)
-    for tr in range(rows):
-        ty = tr0 + tr
-        for tx in range(TW + 1):
-            u = toff + tr * (TW + 1) + tx
-            if tx == TW:  # the padding tile
-                np.testing.assert_array_equal(V[:, :, u], 0)
-                np.testing.assert_array_equal(Z[:, :, u], 0)
-                continue
-            for c in range(C):
-                d = xpad[c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
-                np.testing.assert_allclose(V[:, c, u], (_BT @ d @ _BT.T).ravel(), rtol=1e-12, atol=1e-12)
-                g = gpad[c, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2]
-                np.testing.assert_allclose(Z[:, c, u], (_AT.T @ g @ _AT).ravel(), rtol=1e-12, atol=1e-12)
-                out = _AT @ M[:, c, u].reshape(4, 4) @ _AT.T
-                rr, cc = min(2, OH - 2 * ty), min(2, OW - 2 * tx)
-                np.testing.assert_allclose(y[n, c, 2 * ty:2 * ty + rr, 2 * tx:2 * tx + cc], out[:rr, :cc],
-                                           rtol=1e-12, atol=1e-12)
+    for ty, tx, u in _block_tiles(tr0, rows, TW, toff, V, Z):
+        for c in range(C):
+            d = xpad[c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
+            np.testing.assert_allclose(V[:, c, u], (_BT @ d @ _BT.T).ravel(), rtol=1e-12, atol=1e-12)
+            g = gpad[c, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2]
+            np.testing.assert_allclose(Z[:, c, u], (_AT.T @ g @ _AT).ravel(), rtol=1e-12, atol=1e-12)
+            out = _AT @ M[:, c, u].reshape(4, 4) @ _AT.T
+            rr, cc = min(2, OH - 2 * ty), min(2, OW - 2 * tx)
+            np.testing.assert_allclose(y[n, c, 2 * ty:2 * ty + rr, 2 * tx:2 * tx + cc], out[:rr, :cc],
+                                       rtol=1e-12, atol=1e-12)
     assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()  # nothing outside the block
 
 
@@ -419,9 +434,9 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
 def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, data):
     """F(4×4, 3×3): the input tile d = xpad[4ty : 4ty + 6, 4tx : 4tx + 6] gives V = Bᵀ d B (36 values),
     M gives y = Aᵀ m A (4×4, cropped), U = G g Gᵀ, and for the weight gradient the output-gradient
-    tile g = gy[4ty : 4ty + 4, 4tx : 4tx + 4] (0 outside) gives Z = A g Aᵀ and S gives Gᵀ s G, against the matrices of the definition
-    (written out in the test, not taken from the module), tile by tile, at an offset toff, with
-    the padding tile of each tile row at 0."""
+    tile g = gy[4ty : 4ty + 4, 4tx : 4tx + 4] (0 outside) gives Z = A g Aᵀ and S gives Gᵀ s G,
+    against the matrices of the definition (written out in the test, not taken from the module),
+    tile by tile, at an offset toff, with the padding tile of each tile row at 0."""
     BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                    [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
     G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -431,9 +446,6 @@ def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, d
     U = rows * (TW + 1)
     V = np.full((36, C, toff + U + 2), np.nan)
     CW4.input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff)
-    xpad = np.zeros((C, 4 * TH + 2, 4 * TW + 2))
-    h, w = min(H, 4 * TH + 2 - ph), min(W, 4 * TW + 2 - pw)
-    xpad[:, ph:ph + h, pw:pw + w] = x[n, :, :h, :w]
     M = r.standard_normal((36, C, toff + U))
     y = np.full((N, C, OH, OW), np.nan)
     b = r.standard_normal(C)
@@ -441,25 +453,17 @@ def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, d
     gy = r.standard_normal((N, C, OH, OW))
     Z = np.full((36, C, toff + U + 2), np.nan)
     CW4.gy_transform4_block(gy, Z, n, tr0, rows, TW, toff)
-    gpad = np.zeros((C, 4 * TH, 4 * TW))
-    gpad[:, :OH, :OW] = gy[n]
-    for tr in range(rows):
-        ty = tr0 + tr
-        for tx in range(TW + 1):
-            u = toff + tr * (TW + 1) + tx
-            if tx == TW:
-                np.testing.assert_array_equal(V[:, :, u], 0)
-                np.testing.assert_array_equal(Z[:, :, u], 0)
-                continue
-            for c in range(C):
-                d = xpad[c, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]
-                np.testing.assert_allclose(V[:, c, u], (BT @ d @ BT.T).ravel(), rtol=1e-12, atol=1e-11)
-                g = gpad[c, 4 * ty:4 * ty + 4, 4 * tx:4 * tx + 4]  # the weight gradient's Z = A g Aᵀ
-                np.testing.assert_allclose(Z[:, c, u], (AT.T @ g @ AT).ravel(), rtol=1e-12, atol=1e-11)
-                out = AT @ M[:, c, u].reshape(6, 6) @ AT.T + b[c]
-                rr, cc = min(4, OH - 4 * ty), min(4, OW - 4 * tx)
-                np.testing.assert_allclose(y[n, c, 4 * ty:4 * ty + rr, 4 * tx:4 * tx + cc], out[:rr, :cc],
-                                           rtol=1e-12, atol=1e-11)
+    xpad, gpad = _padded_planes(x, gy, n, TH, TW, ph, pw, 4)
+    for ty, tx, u in _block_tiles(tr0, rows, TW, toff, V, Z):
+        for c in range(C):
+            d = xpad[c, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]
+            np.testing.assert_allclose(V[:, c, u], (BT @ d @ BT.T).ravel(), rtol=1e-12, atol=1e-11)
+            g = gpad[c, 4 * ty:4 * ty + 4, 4 * tx:4 * tx + 4]  # the weight gradient's Z = A g Aᵀ
+            np.testing.assert_allclose(Z[:, c, u], (AT.T @ g @ AT).ravel(), rtol=1e-12, atol=1e-11)
+            out = AT @ M[:, c, u].reshape(6, 6) @ AT.T + b[c]
+            rr, cc = min(4, OH - 4 * ty), min(4, OW - 4 * tx)
+            np.testing.assert_allclose(y[n, c, 4 * ty:4 * ty + rr, 4 * tx:4 * tx + cc], out[:rr, :cc],
+                                       rtol=1e-12, atol=1e-11)
     assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()
     assert np.isnan(Z[:, :, :toff]).all() and np.isnan(Z[:, :, toff + U:]).all()
     S = r.standard_normal((36, 3, 2))  # the weight gradient's untransform gW = Gᵀ s G

@@ -7,10 +7,11 @@ as floats (``fph += one``), exact for the small integers involved.
 
 Forward: ``prange`` over RoIs; RoI align precomputes each RoI's bilinear weights once and shares
 them across channels, and with many RoIs reads a channels-last copy of x, so that each bilinear
-tap is one vectorised update of a bin's C sums (``_roi_align_forward_channels_last``). Backward: ``prange`` over the ``(n, c)`` planes of ``gx``; the thread that
-owns a plane loops over the RoIs of image ``n`` (grouped by the wrapper), so no two threads ever
-write the same element (no atomics). RoI align recomputes the weights per plane in backward
-(memory stays O(1) per thread).
+tap is one vectorised update of a bin's C sums (``_roi_align_forward_channels_last``).
+Backward: ``prange`` over the ``(n, c)`` planes of ``gx``; the thread that owns a plane loops over
+the RoIs of image ``n`` (grouped by the wrapper), so no two threads ever write the same element
+(no atomics). RoI align recomputes the weights per plane in backward (memory stays O(1) per
+thread; the forward's per-RoI table ``_align_samples`` can be large with adaptive sampling).
 """
 import numpy as np
 from numba import njit, prange
