@@ -123,7 +123,8 @@ def tune_malloc(mmap_threshold=64 << 20, trim_threshold=256 << 20):
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+    mmap_set = bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)))
+    return mmap_set and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
 
 
 if (os.environ.get("MINICNN_MALLOC_TUNING", "1") != "0" and "MALLOC_MMAP_THRESHOLD_" not in os.environ
