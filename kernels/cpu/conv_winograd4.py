@@ -163,12 +163,24 @@ def _at_rows(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5):
         o3[u] = (m1[u] - m2[u]) + 8.0 * (m3[u] - m4[u]) + m5[u]
 
 
+@njit(cache=True, inline="always")
+def _at_rows_interleaved(out, m0, m1, m2, m3, m4, m5, bias):
+    """out[4u + a] = bias + Σ_i Aᵀ[a, i] m_i[u] (the rows of :func:`_at_rows`, stored interleaved:
+    one loop, four stores into one array)."""
+    for u in range(m0.shape[0]):
+        out[4 * u] = m0[u] + (m1[u] + m2[u]) + (m3[u] + m4[u]) + bias
+        out[4 * u + 1] = (m1[u] - m2[u]) + 2.0 * (m3[u] - m4[u]) + bias
+        out[4 * u + 2] = (m1[u] + m2[u]) + 4.0 * (m3[u] + m4[u]) + bias
+        out[4 * u + 3] = (m1[u] - m2[u]) + 8.0 * (m3[u] - m4[u]) + m5[u] + bias
+
+
 @no_refcount
 def _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
     """y[n, co, 4ty + a, 4tx + b] = bias[co] + (Aᵀ m A)[a, b] with m[i, j] = M[6i + j, co, toff + u],
     u = (ty − tr0)·(TW + 1) + tx (cropped at the border; padding tiles skipped). Rows (Aᵀ m, per
-    column j), then columns (the same combinations over j), then the four column phases b are
-    interleaved into the output rows."""
+    column j), then columns (the same combinations over j), stored with the four column phases b
+    interleaved, Y[a, 4u + b], so that output row 4ty + a is the contiguous stretch
+    Y[a, 4(ty − tr0)(TW + 1) :][:OW] (interleaving in the copy out instead took longer, as in F(2×2))."""
     C_out, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     TWp = TW + 1
     U = rows * TWp
@@ -177,22 +189,16 @@ def _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
         for j in range(6):
             _at_rows(S[j, 0], S[j, 1], S[j, 2], S[j, 3], M[j, co, lo:hi], M[6 + j, co, lo:hi], M[12 + j, co, lo:hi],
                      M[18 + j, co, lo:hi], M[24 + j, co, lo:hi], M[30 + j, co, lo:hi])
+        bc = bias[co]
         for a in range(4):
-            _at_rows(Y[a, 0], Y[a, 1], Y[a, 2], Y[a, 3], S[0, a], S[1, a], S[2, a], S[3, a], S[4, a], S[5, a])
-        yp, bc = y[n, co], bias[co]
-        full = OW // 4  # tiles whose 4 output columns all lie inside the image
+            _at_rows_interleaved(Y[a], S[0, a], S[1, a], S[2, a], S[3, a], S[4, a], S[5, a], bc)
+        yp = y[n, co]
         for tr in range(rows):
-            oh, lo = 4 * (tr0 + tr), tr * TWp
+            oh, lo = 4 * (tr0 + tr), 4 * tr * TWp
             for a in range(min(4, OH - oh)):
-                y_row = yp[oh + a]
-                for tx in range(full):  # one interleaving loop (four per-phase loops of TW elements
-                    u = lo + tx         # were too short on small images)
-                    y_row[4 * tx] = Y[a, 0, u] + bc
-                    y_row[4 * tx + 1] = Y[a, 1, u] + bc
-                    y_row[4 * tx + 2] = Y[a, 2, u] + bc
-                    y_row[4 * tx + 3] = Y[a, 3, u] + bc
-                for b in range(OW - 4 * full):  # the cropped last tile
-                    y_row[4 * full + b] = Y[a, b, lo + full] + bc
+                y_row, src = yp[oh + a], Y[a, lo:lo + OW]
+                for w in range(OW):
+                    y_row[w] = src[w]
 
 
 @njit(cache=True, nogil=True)
@@ -201,10 +207,8 @@ def output_transform4_block(M, y, bias, n, tr0, rows, TW, toff):
     TWp = TW + 1
     U = rows * TWp
     S = np.empty((6, 4, U), dtype=y.dtype)  # S[j, a] = (Aᵀ m)[a, j]
-    Y = np.empty((4, 4, U), dtype=y.dtype)  # Y[a, b]
+    Y = np.empty((4, 4 * U), dtype=y.dtype)  # Y[a, 4u + b]
     _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y)
-
-
 
 
 # ---- weight gradient ------------------------------------------------------------------------------
