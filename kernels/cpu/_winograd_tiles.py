@@ -28,3 +28,13 @@ def gather_taps(W, o, flipped_transposed, g):
         for i in range(3):
             for j in range(3):
                 g[i, j, c] = W[c, o, 2 - i, 2 - j] if flipped_transposed else W[o, c, i, j]
+
+
+@njit(cache=True, inline="always")
+def scatter_taps(g, gw):
+    """gw[c, i, j] = g[3i + j, c]: the 9 rows over c of a weight untransform written as the filters
+    of one output channel (gw (C_in, 3, 3), C-contiguous)."""
+    for c in range(gw.shape[0]):
+        for i in range(3):
+            for j in range(3):
+                gw[c, i, j] = g[3 * i + j, c]

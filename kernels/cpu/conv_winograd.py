@@ -31,7 +31,7 @@ from numba import njit
 from ._im2col import COLS, Workspace
 from ._jit import no_refcount
 from ._threads import NUM_THREADS, run_tasks
-from ._winograd_tiles import gather_taps, zero_padding_tiles
+from ._winograd_tiles import gather_taps, scatter_taps, zero_padding_tiles
 from .conv_winograd4 import (gy_transform4_block, input_transform4_block, output_transform4_block,
                               transform_weight4_raw, weight_untransform4_raw)
 
@@ -360,24 +360,41 @@ def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
     _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff, G, Hr, pad)
 
 
+@no_refcount
+def _weight_untransform_into(S, gW, o0, o1, t, g):
+    """gW[o, c] = Gᵀ s G (3×3) with s[a, b] = S[4a + b, o, c], for o in o0…o1 (float64 arithmetic);
+    Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]. Per output channel o, every stage is a
+    unit-stride loop over c with one store (t[a, b] = (Gᵀ s)[a, b] and g[a, j] = (t G)[a, j] as rows
+    over c, float64), then g is scattered into gW[o] (C_in, 3, 3): vectorised, where a scalar loop
+    per filter took 32 ns a filter (2.1 ms for 256 × 256 filters)."""
+    C_in = S.shape[2]
+    for o in range(o0, o1):
+        for b in range(4):  # t = Gᵀ s, column b
+            s0, s1, s2, s3 = S[b, o], S[4 + b, o], S[8 + b, o], S[12 + b, o]
+            t0, t1, t2 = t[0, b], t[1, b], t[2, b]
+            for c in range(C_in):
+                t0[c] = np.float64(s0[c]) + 0.5 * (np.float64(s1[c]) + np.float64(s2[c]))
+            for c in range(C_in):
+                t1[c] = 0.5 * (np.float64(s1[c]) - np.float64(s2[c]))
+            for c in range(C_in):
+                t2[c] = 0.5 * (np.float64(s1[c]) + np.float64(s2[c])) + np.float64(s3[c])
+        for a in range(3):  # g = t G, row a
+            ta0, ta1, ta2, ta3 = t[a, 0], t[a, 1], t[a, 2], t[a, 3]
+            g0, g1, g2 = g[3 * a], g[3 * a + 1], g[3 * a + 2]
+            for c in range(C_in):
+                g0[c] = ta0[c] + 0.5 * (ta1[c] + ta2[c])
+            for c in range(C_in):
+                g1[c] = 0.5 * (ta1[c] - ta2[c])
+            for c in range(C_in):
+                g2[c] = 0.5 * (ta1[c] + ta2[c]) + ta3[c]
+        scatter_taps(g, gW[o])
+
+
 @njit(cache=True, nogil=True)
 def weight_untransform_raw(S, gW, o0, o1):
-    """gW[o, c] = Gᵀ s G (3×3) with s[a, b] = S[4a + b, o, c], for o in o0…o1 (float64 arithmetic);
-    Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]."""
+    """:func:`_weight_untransform_into` with its scratch arrays allocated here."""
     C_in = S.shape[2]
-    t = np.empty((3, 4))
-    for o in range(o0, o1):
-        for c in range(C_in):
-            for b in range(4):  # t = Gᵀ s, column by column
-                s0, s1 = np.float64(S[b, o, c]), np.float64(S[4 + b, o, c])
-                s2, s3 = np.float64(S[8 + b, o, c]), np.float64(S[12 + b, o, c])
-                t[0, b] = s0 + 0.5 * (s1 + s2)
-                t[1, b] = 0.5 * (s1 - s2)
-                t[2, b] = 0.5 * (s1 + s2) + s3
-            for a in range(3):  # gW = t G, row by row
-                gW[o, c, a, 0] = t[a, 0] + 0.5 * (t[a, 1] + t[a, 2])
-                gW[o, c, a, 1] = 0.5 * (t[a, 1] - t[a, 2])
-                gW[o, c, a, 2] = 0.5 * (t[a, 1] + t[a, 2]) + t[a, 3]
+    _weight_untransform_into(S, gW, o0, o1, np.empty((3, 4, C_in)), np.empty((9, C_in)))
 
 
 class _Variant(NamedTuple):
@@ -414,8 +431,7 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
     v = _VARIANTS[tile]
     K = v.K
 
-    def task(block, state):
-        acc, prod = state
+    def task(block, state):  # state: [accumulator, product], both None until first needed
         n0, n1, r0, r1 = block
         Tb = (r1 - r0) * (TW + 1)
         T = (n1 - n0) * Tb
@@ -424,15 +440,18 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         for i in range(n1 - n0):
             v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
             v.gy(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
-        np.matmul(Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1), out=prod)
-        acc += prod
-
-    def make_state():
-        return np.zeros((K, C_out, C_in), dtype=x.dtype), np.empty((K, C_out, C_in), dtype=x.dtype)
+        Zs, VsT = Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1)
+        if state[0] is None:  # a thread's first product is its accumulator: no zeroing, no sum
+            state[0] = np.matmul(Zs, VsT)
+            return
+        if state[1] is None:
+            state[1] = np.empty_like(state[0])
+        np.matmul(Zs, VsT, out=state[1])
+        state[0] += state[1]
 
     bytes_per_tile = K * (C_in + C_out) * x.itemsize
     states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_WG_BLOCK_BYTES, v.min_tiles * bytes_per_tile)),
-                       make_state)
+                       lambda: [None, None])
     S = states[0][0]
     for acc, _ in states[1:]:
         S += acc
