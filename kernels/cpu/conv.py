@@ -16,9 +16,10 @@ depthwise direct   ``groups == C_in > 1``                  im2col would build kH
                                                            vectorise: (8,128,56,56) fwd 3.7 ms vs 21 ms
                                                            before, PyTorch ~19 ms
 depthwise 3×3      the same, 3×3, stride 1, undilated,     padded plane filled once, all 9 taps in one
-                   one output channel per input channel    loop per row (fwd, input and weight grads
-                                                           each 3.3 ms vs ~6 on (8,128,56,56); the
-                                                           backward fused, ``conv2d_backward``)
+                   one output channel per input channel    loop per row; the weight gradient's 9 sums
+                                                           in one loop over the flat plane; the
+                                                           backward fused (``conv2d_backward``):
+                                                           (8,128,56,56) fwd 1.7 ms, bwd 3.8 ms
 1×1                kernel 1×1, stride 1, no padding,       the input already is the column matrix:
                    output size = input size                 ``y[n, g] = W[g] @ x[n, g]``, no im2col
 Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (``conv_winograd.py``);
@@ -159,7 +160,10 @@ def depthwise_forward_raw(x, W, b, y, sh, sw, ph, pw, dh, dw):
 
 @njit(cache=True, inline="always")
 def _fill_padded_plane(P, xp, ph, pw, R, L):
-    """P[r, j] = xp[r − ph, j − pw] for r < R, j < L (0 outside xp; each entry written once)."""
+    """P[r, j] = xp[r − ph, j − pw] for r < R, j < L (0 outside xp; each entry written once).
+    The copied stretch goes through slices and a loop from 0: ``for j in range(lo, hi): row[j] =
+    src[j − pw]`` did not vectorise (Numba's wrap-around test for a possibly negative index) and
+    cost 1.5 ns an element on 56×56 planes, more than the 9-tap loops that read the plane."""
     H, Wd = xp.shape
     lo, hi = min(L, max(0, pw)), max(0, min(L, Wd + pw))  # the columns that come from xp
     hi = max(lo, hi)
@@ -170,13 +174,14 @@ def _fill_padded_plane(P, xp, ph, pw, R, L):
             for j in range(L):
                 row[j] = 0
             continue
-        src = xp[ih]
         for j in range(lo):
             row[j] = 0
-        for j in range(lo, hi):
-            row[j] = src[j - pw]
-        for j in range(hi, L):
-            row[j] = 0
+        dst, src = row[lo:hi], xp[ih, lo - pw:hi - pw]
+        for j in range(hi - lo):
+            dst[j] = src[j]
+        tail = row[hi:L]
+        for j in range(L - hi):
+            tail[j] = 0
 
 
 @no_refcount
@@ -212,42 +217,56 @@ def depthwise3x3_raw(x, W, b, y, ph, pw, flipped):
 
 
 @no_refcount_with(fastmath={"reassoc", "contract"})
-def _depthwise3x3_backward_channel(x, gy, W, gx, gw, gb, c, ph, pw, P, Q, want_gx, want_gw, want_gb):
+def _depthwise3x3_backward_channel(x, gy, W, gx, gw, gb, c, ph, pw, P, Q, G, want_gx, want_gw, want_gb):
     """All three gradients of channel c of a 3×3 stride-1 depthwise convolution in one pass over
     its planes: per image, gx[n, c] (the convolution of gy with the flipped filter, through ``Q``,
-    the padded gy plane) and, through ``P`` (the padded x plane, filled once per image), the weight
-    gradient gw[kh, kw] = Σ_{n,oh,ow} gy[n, c, oh, ow] · xpad[n, c, oh + kh, ow + kw] as 9 sums carried
-    by one loop per output row (``reassoc``: vectorised sums, float32 results differ from a serial
-    sum in the last bits), and the bias sum gb[c] = Σ gy[n, c] (float64, as :func:`bias_grad_raw`).
-    One read of each gy plane instead of three (input, weight and bias gradients) while it is in
-    cache. Unwanted gradients are skipped (their arrays, and W when gx is not wanted, may be dummies)."""
+    the padded gy plane), the weight gradient gw[kh, kw] = Σ_{n,oh,ow} gy[n, c, oh, ow] ·
+    xpad[n, c, oh + kh, ow + kw] and the bias sum gb[c] = Σ gy[n, c] (float64, as
+    :func:`bias_grad_raw`). Unwanted gradients are skipped (their arrays, and W when gx is not
+    wanted, may be dummies).
+
+    The sums run over whole planes as flat arrays of rows L = OW + 2 long: ``G`` (OH·L) holds gy
+    with 2 zero columns a row, ``P`` ((OH + 2)·L + 2) the padded x plane, so xpad[oh + kh, ow + kw]
+    = P[q + kh·L + kw] at q = oh·L + ow, and the zero columns of G drop the terms that wrap into
+    the next row. One loop of OH·L iterations carries the 9 sums (``reassoc``: vectorised; float32
+    results differ from a serial sum in the last bits) instead of a loop per output row, whose
+    56 iterations left 24 to the scalar remainder of LLVM's 32-wide vector loop ((8,128,56,56):
+    weight gradient 4.5 → 2.9 ms, measured)."""
     N = x.shape[0]
     OH, OW = gy.shape[2], gy.shape[3]
+    L = OW + 2
+    n_flat = OH * L
     s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = gw.dtype.type(0)
     sb = 0.0
     for n in range(N):
         if want_gx:  # gx = the convolution of gy with W[c, 0, ::-1, ::-1], leading padding 2 − p
             _depthwise3x3_plane(gy[n, c], W[c, 0, ::-1, ::-1], gx.dtype.type(0), gx[n, c], 2 - ph, 2 - pw, Q)
+        if not (want_gw or want_gb):
+            continue
+        for oh in range(OH):  # G's last 2 columns stay 0 (set by the caller)
+            src, dst = gy[n, c, oh], G[oh * L:oh * L + OW]
+            for ow in range(OW):
+                dst[ow] = src[ow]
+        g = G[:n_flat]
         if want_gw:
-            _fill_padded_plane(P, x[n, c], ph, pw, OH + 2, OW + 2)
-            for oh in range(OH):
-                g, a, b, d = gy[n, c, oh], P[oh], P[oh + 1], P[oh + 2]
-                for ow in range(OW):
-                    gv = g[ow]
-                    s00 += gv * a[ow]
-                    s01 += gv * a[ow + 1]
-                    s02 += gv * a[ow + 2]
-                    s10 += gv * b[ow]
-                    s11 += gv * b[ow + 1]
-                    s12 += gv * b[ow + 2]
-                    s20 += gv * d[ow]
-                    s21 += gv * d[ow + 1]
-                    s22 += gv * d[ow + 2]
+            _fill_padded_plane(P[:(OH + 2) * L].reshape(OH + 2, L), x[n, c], ph, pw, OH + 2, L)
+            a0, a1, a2 = P[0:n_flat], P[1:1 + n_flat], P[2:2 + n_flat]
+            b0, b1, b2 = P[L:L + n_flat], P[L + 1:L + 1 + n_flat], P[L + 2:L + 2 + n_flat]
+            d0, d1, d2 = P[2 * L:2 * L + n_flat], P[2 * L + 1:2 * L + 1 + n_flat], P[2 * L + 2:2 * L + 2 + n_flat]
+            for q in range(n_flat):
+                gv = g[q]
+                s00 += gv * a0[q]
+                s01 += gv * a1[q]
+                s02 += gv * a2[q]
+                s10 += gv * b0[q]
+                s11 += gv * b1[q]
+                s12 += gv * b2[q]
+                s20 += gv * d0[q]
+                s21 += gv * d1[q]
+                s22 += gv * d2[q]
         if want_gb:
-            for oh in range(OH):
-                g = gy[n, c, oh]
-                for ow in range(OW):
-                    sb += g[ow]
+            for q in range(n_flat):
+                sb += g[q]
     if want_gw:
         gw[0, 0], gw[0, 1], gw[0, 2] = s00, s01, s02
         gw[1, 0], gw[1, 1], gw[1, 2] = s10, s11, s12
@@ -262,10 +281,12 @@ def depthwise3x3_backward_raw(x, gy, W, gx, gW, gb, ph, pw, want_gx, want_gw, wa
     channel), each computed when wanted (the others may be dummies); a thread owns channel c."""
     C, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     H, Wd = x.shape[2], x.shape[3]
+    L = OW + 2
     for c in prange(C):
         _depthwise3x3_backward_channel(x, gy, W, gx, gW[c, 0], gb, c, ph, pw,
-                                       np.empty((OH + 2, OW + 2), dtype=x.dtype),
-                                       np.empty((H + 2, Wd + 2), dtype=x.dtype), want_gx, want_gw, want_gb)
+                                       np.zeros((OH + 2) * L + 2, dtype=x.dtype),  # 2 zeros after the plane
+                                       np.empty((H + 2, Wd + 2), dtype=x.dtype),
+                                       np.zeros(OH * L, dtype=x.dtype), want_gx, want_gw, want_gb)
 
 
 @no_refcount
@@ -615,9 +636,8 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
 def conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs=(True, True, True)):
     """``(gx, gW, gb)``: the gradients of ``y = conv2d(x, W) + b`` wanted by ``needs`` (three bools;
     None for the others). The 3×3 stride-1 depthwise convolution computes them in one pass over
-    gy (:func:`depthwise3x3_backward_raw`: (8,128,56,56) 7.8 vs 8.2 ms for the three kernels, the
-    layer's forward+backward 11.3–11.7 vs 11.7–12.2 ms, measured: the kernels are bound by their
-    arithmetic more than by reading gy); every other convolution calls
+    gy (:func:`depthwise3x3_backward_raw`; measured on (8,128,56,56), when its planes were still
+    filled by a non-vectorised loop: 7.8 vs 8.2 ms for the three kernels); every other convolution calls
     :func:`conv2d_backward_input`, :func:`conv2d_backward_weight` and :func:`conv2d_bias_grad`."""
     want_gx, want_gw, want_gb = (bool(v) for v in needs)
     x, W, gy = np.ascontiguousarray(x), np.ascontiguousarray(W), np.ascontiguousarray(gy)
