@@ -254,8 +254,9 @@ def test_dispatch_table():
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # wide layer, small image
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (16, 16))  # small image, 64 channels
-    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # 32 input channels: im2col
+    assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16))  # 32 input channels, 64 output
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 32, (16, 16))  # its input gradient: im2col
+    assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 32, (16, 16))  # 32 output channels: im2col
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16), weight_grad=True)  # its weight gradient
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56), weight_grad=True)
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (7, 7))  # tiny image: im2col

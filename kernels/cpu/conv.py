@@ -26,8 +26,8 @@ Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (
                    and ≥ 16 channels in and out and        forward (8,64,56,56)→64: 11.0 ms vs 16.1
                    ≥ 1024 output positions per image, or   im2col; (4,128,112,112)→128: 57 vs 104;
                    ≥ 128 channels and ≥ 196 positions, or  (16,128,16,16)→128: 8.8 vs 10.2 (several
-                   (forward map only) ≥ 64 → ≥ 64          images per task); with 32 input channels
-                   channels and ≥ 256 positions            im2col wins (64,32,16,16)→64: 5.9 vs 6.3
+                   (forward map only) ≥ 32 → ≥ 64          images per task); (64,32,16,16)→64 with
+                   channels and ≥ 256 positions            bias 4.1–4.4 vs 4.5–4.6 ms, →32: im2col
 Winograd F(4,3)    the same, from 56×56 output positions   36 GEMMs, 1.78× fewer flops again
                                                            (``conv_winograd4.py``): (4,128,112,112)
                                                            →128 forward 45 ms vs 61 for F(2,3)
@@ -411,8 +411,11 @@ _WINOGRAD_MIN_POSITIONS = 1024
 _WINOGRAD_WIDE_CHANNELS = 128
 _WINOGRAD_WIDE_MIN_POSITIONS = 196
 #: ... and, for the forward map only (a GEMM of C_out rows), from 16×16 images with ≥ 64 output
-#: and ≥ 64 input channels (several images per task keep its GEMMs wide; with 32 input channels,
-#: once im2col's copies lost their reference counts, im2col won: 5.9 vs 6.3 ms, measured)
+#: and ≥ 32 input channels (several images per task keep its GEMMs wide). Measured with the
+#: bias: (64,32,16,16)→64 4.1–4.4 vs 4.5–4.6 ms for im2col, →128 8.0 vs 8.8; with 32 output
+#: channels im2col wins (3.3 vs 3.5). (Before the output transform stored its columns
+#: interleaved, im2col won at 32 input channels too: 5.9 vs 6.3 ms.)
+_WINOGRAD_SMALL_IMAGE_MIN_IN = 32
 _WINOGRAD_SMALL_IMAGE_POSITIONS = 256
 
 
@@ -420,7 +423,7 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weig
     """Winograd F(2×2, 3×3) for a 3×3 stride-1 undilated ungrouped convolution with enough channels
     and positions (the table in the module docstring). For the forward map (and the input
     gradient, the convolution of gy it is, with the channels swapped), also on 16×16 images with
-    ≥ 64 → ≥ 64 channels; not so for the weight gradient (``weight_grad``), whose 16 GEMMs
+    ≥ 32 → ≥ 64 channels; not so for the weight gradient (``weight_grad``), whose 16 GEMMs
     contract over the tiles: on 16×16 images im2col wins there (Winograd measured 0.8×)."""
     if FORCE_ALGORITHM == "im2col":
         return False
@@ -429,7 +432,7 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weig
     if FORCE_ALGORITHM in ("winograd", "winograd4") or not applies:
         return applies
     positions, channels = out_hw[0] * out_hw[1], min(C_in, C_out)
-    small_image = (not weight_grad and C_out >= 64 and C_in >= 64
+    small_image = (not weight_grad and C_out >= 64 and C_in >= _WINOGRAD_SMALL_IMAGE_MIN_IN
                    and positions >= _WINOGRAD_SMALL_IMAGE_POSITIONS)
     return ((channels >= 16 and positions >= _WINOGRAD_MIN_POSITIONS)
             or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_WIDE_MIN_POSITIONS)
