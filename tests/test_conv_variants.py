@@ -476,3 +476,48 @@ def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, d
     np.testing.assert_allclose(CW.transform_weight(Wt, tile=4), want, rtol=1e-13, atol=1e-14)
     flipped = np.einsum("ai,oxij,bj->abxo", G, Wt[:, :, ::-1, ::-1], G).reshape(36, 2, 3)
     np.testing.assert_allclose(CW.transform_weight(Wt, flipped_transposed=True, tile=4), flipped, rtol=1e-13, atol=1e-14)
+
+
+@settings(deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(2, 4), st.integers(1, 2),
+       st.integers(0, 2), st.integers(1, 2), st.integers(5, 14), st.sampled_from([(True, True, True), (True, True, False),
+                                                                                 (True, False, True), (False, True, False)]))
+def test_conv_transpose2d_backward_matches_reference(N, M, C_out, k, s, p, d, H, needs):
+    """The transposed convolution's backward kernel, whose CPU path builds the columns of gy once for
+    gx = conv2d(gy, W) and for gW (one-image blocks, one group, K ≥ 2·M columns), against the
+    float64 reference: y = conv2d_backward_input(x, W), gx = conv2d(gy, W), gW = the weight
+    gradient of that convolution with x as its output gradient, gb = Σ gy."""
+    p = min(p, d * (k - 1))
+    OH = (H + 2 * p - d * (k - 1) - 1) // s + 1  # x's map: the convolution of gy (H × H) gives it
+    assume(OH >= 1)
+    r = np.random.default_rng(N * 100 + M * 10 + k)
+    x = r.standard_normal((N, M, OH, OH))
+    W = r.standard_normal((M, C_out, k, k))
+    gy = r.standard_normal((N, C_out, H, H))
+    geo = ((s, s), (p, p), (d, d), 1)
+    gx, gW, gb = C.conv_transpose2d_backward(x, W, gy, *geo, needs)
+    want = (R.conv2d_forward(gy, W, *geo, (OH, OH)), R.conv2d_backward_weight(gy, x, (k, k), *geo),
+            R.conv2d_bias_grad(gy))
+    for need, got, ref in zip(needs, (gx, gW, gb), want):
+        if need:
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+        else:
+            assert got is None
+
+
+def test_conv_transpose2d_backward_shares_the_columns(monkeypatch):
+    """A DCGAN-like k4 s2 p1 layer takes the fused path (neither separate kernel runs) and matches
+    the float64 reference."""
+    calls = []
+    for name in ("conv2d_forward", "conv2d_backward_weight"):
+        monkeypatch.setattr(C, name, lambda *a, _n=name, _f=getattr(C, name), **k: calls.append(_n) or _f(*a, **k))
+    r = np.random.default_rng(7)
+    x, W, gy = r.standard_normal((2, 16, 6, 6)), r.standard_normal((16, 8, 4, 4)), r.standard_normal((2, 8, 12, 12))
+    geo = ((2, 2), (1, 1), (1, 1), 1)
+    gx, gW, gb = C.conv_transpose2d_backward(x, W, gy, *geo)
+    assert calls == []
+    np.testing.assert_allclose(gx, R.conv2d_forward(gy, W, *geo, (6, 6)), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gW, R.conv2d_backward_weight(gy, x, (4, 4), *geo), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gb, R.conv2d_bias_grad(gy), rtol=1e-10, atol=1e-10)
+    C.conv_transpose2d_backward(x, W[:, :1], gy[:, :1], *geo)  # K = 16 < 2·16 columns: the kernels in turn
+    assert calls == ["conv2d_forward", "conv2d_backward_weight"]

@@ -7,7 +7,7 @@ padding, the output size is explicit. Formulas: ``kernels/reference/conv.py``.
 import numpy as np
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
-           "conv2d_bias_grad", "conv2d_backward")
+           "conv2d_bias_grad", "conv2d_backward", "conv_transpose2d_backward")
 
 _CU = "conv.cu"
 
@@ -148,5 +148,16 @@ def conv2d_backward(be, x, W, gy, stride, padding, dilation, groups, needs=(True
     want_gx, want_gw, want_gb = (bool(v) for v in needs)
     gx = conv2d_backward_input(be, gy, W, x.shape[2:], stride, padding, dilation, groups) if want_gx else None
     gW = conv2d_backward_weight(be, x, gy, W.shape[2:], stride, padding, dilation, groups) if want_gw else None
+    gb = conv2d_bias_grad(be, gy) if want_gb else None
+    return gx, gW, gb
+
+
+def conv_transpose2d_backward(be, x, W, gy, stride, padding, dilation, groups, needs=(True, True, True)):
+    """``(gx, gW, gb)`` of ``y = conv_transpose2d(x, W) + b`` for ``needs`` (None for the others):
+    gx = conv2d(gy, W), gW = the weight gradient of that convolution with x as its output gradient,
+    gb = Σ gy (the CPU shares the columns of gy between the first two; here each is its own GEMM)."""
+    want_gx, want_gw, want_gb = (bool(v) for v in needs)
+    gx = conv2d_forward(be, gy, W, stride, padding, dilation, groups, x.shape[2:]) if want_gx else None
+    gW = conv2d_backward_weight(be, gy, x, W.shape[2:], stride, padding, dilation, groups) if want_gw else None
     gb = conv2d_bias_grad(be, gy) if want_gb else None
     return gx, gW, gb

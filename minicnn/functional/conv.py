@@ -104,7 +104,8 @@ class Conv2d(_ConvBase):
 class ConvTranspose2d(_ConvBase):
     """y = conv2d_backward_input(x, W) + b: the adjoint of a convolution; W is (C_in, C_out/G, kH, kW).
 
-    Backward:  gx = conv2d_forward(gy, W),  gW = conv2d_backward_weight(gy, x),  gb = Σ gy.
+    Backward:  gx = conv2d_forward(gy, W),  gW = conv2d_backward_weight(gy, x),  gb = Σ gy, through
+    the kernel ``conv_transpose2d_backward`` (the CPU builds the columns of gy once for both products).
     """
 
     @staticmethod
@@ -117,12 +118,8 @@ class ConvTranspose2d(_ConvBase):
     @staticmethod
     def backward(ctx, gy):
         x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
-        gx = gW = None
-        if ctx.needs_input_grad[0]:
-            gx = ctx.kernels.conv2d_forward(gy, W, stride, padding, dilation, groups, x.shape[2:])
-        if ctx.needs_input_grad[1]:
-            gW = ctx.kernels.conv2d_backward_weight(gy, x, W.shape[2:], stride, padding, dilation, groups)
-        gb = ctx.kernels.conv2d_bias_grad(gy) if len(ctx.inputs) == 3 and ctx.needs_input_grad[2] else None
+        needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
+        gx, gW, gb = ctx.kernels.conv_transpose2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
         return _ConvBase._grads(ctx, gx, gW, gb)
 
 
