@@ -66,6 +66,8 @@ copied, a GEMM without a transposed operand (10–25 % faster in OpenBLAS on the
 block of several small images is then one GEMM, its columns laid out wide, (K, images, positions).
 ``conv2d_backward`` returns the wanted gradients of one layer in one call: for the 3×3 stride-1
 depthwise case one pass over gy computes all three; otherwise it calls the three kernels.
+``conv_transpose2d_backward`` does the same for a transposed convolution, whose input gradient
+(a convolution of gy) and weight gradient both read the columns of gy: built once per block.
 The depthwise kernels own planes or channels (no races). ``FORCE_ALGORITHM`` forces im2col or Winograd.
 """
 import numpy as np
