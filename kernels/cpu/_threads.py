@@ -234,6 +234,15 @@ def run_tasks(task, tasks, make_state=None):
     return [st for st in states if st is not None]
 
 
+def sum_accumulators(states):
+    """The sum of the per-thread accumulators ``state[0]`` that :func:`run_tasks` returned with
+    ``make_state``, added into the first in chunk order (the same floating-point sum on every run)."""
+    total = states[0][0]
+    for state in states[1:]:
+        total += state[0]
+    return total
+
+
 def over_chunks(kernel, n, *args):
     """Run ``kernel(*args, i0, i1)`` over the index range ``[0, n)`` (planes, channels, elements):
     in one call for less than 2 MiB of ``args[0]``, else in up to 4 tasks per thread of at least

@@ -75,7 +75,7 @@ from numba import njit, prange
 
 from ._im2col import COLS, Workspace, col2im_block_add, col2im_raw, im2col_block, im2col_raw, transpose_into
 from ._jit import no_refcount, no_refcount_with
-from ._threads import NUM_THREADS, over_chunks, run_tasks
+from ._threads import NUM_THREADS, over_chunks, run_tasks, sum_accumulators
 from .conv_winograd import bias_vector, winograd_backward_weight3x3, winograd_conv3x3
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
@@ -737,9 +737,7 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         return np.zeros((G,) + shape, dtype=x.dtype), np.empty(shape, dtype=x.dtype)
 
     states = run_tasks(task, _blocks(N, OH, OW, K), make_state)
-    gW = states[0][0]
-    for acc, _ in states[1:]:
-        gW += acc
+    gW = sum_accumulators(states)
     if transposed:
         gW = np.ascontiguousarray(gW.transpose(0, 2, 1))
     return gW.reshape(C_out, Cg, kH, kW)
@@ -785,7 +783,5 @@ def conv_transpose2d_backward(x, W, gy, stride, padding, dilation, groups, needs
         acc += prod
 
     states = run_tasks(task, blocks, lambda: (np.zeros((K, M), dtype=gy.dtype), np.empty((K, M), dtype=gy.dtype)))
-    gWT = states[0][0]
-    for acc, _ in states[1:]:
-        gWT += acc
+    gWT = sum_accumulators(states)
     return gx, np.ascontiguousarray(gWT.T).reshape(M, Cg, kH, kW), gb

@@ -30,7 +30,7 @@ from numba import njit
 
 from ._im2col import COLS, Workspace
 from ._jit import no_refcount
-from ._threads import NUM_THREADS, run_tasks
+from ._threads import NUM_THREADS, run_tasks, sum_accumulators
 from ._winograd_tiles import gather_taps, scatter_taps, zero_padding_tiles
 from .conv_winograd4 import (gy_transform4_block, input_transform4_block, output_transform4_block,
                               transform_weight4_raw, weight_untransform4_raw)
@@ -452,9 +452,7 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
     bytes_per_tile = K * (C_in + C_out) * x.itemsize
     states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_WG_BLOCK_BYTES, v.min_tiles * bytes_per_tile)),
                        lambda: [None, None])
-    S = states[0][0]
-    for acc, _ in states[1:]:
-        S += acc
+    S = sum_accumulators(states)
     gW = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
     step = max(1, -(-C_out // (2 * NUM_THREADS)))
     run_tasks(lambda o0, _: v.untransform(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
