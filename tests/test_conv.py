@@ -4,7 +4,7 @@ reference, the CPU workspace, and the error messages. The op table (tests/optabl
 gradcheck in float64 and cpu/cuda-emu gradient parity on fixed samples."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import minicnn as mc
@@ -128,9 +128,10 @@ def test_same_and_valid_padding_match_torch(dims, k, d, size, seed, device):
 
 # ---- transposed convolution ---------------------------------------------------------------------
 @st.composite
-def transposed_case(draw, dims=2):
-    """conv_geometry read as a transposed convolution, with a legal output_padding."""
-    geo = draw(conv_geometry(dims=dims))
+def transposed_case(draw, dims=2, **geometry):
+    """conv_geometry (``geometry``: its size bounds) read as a transposed convolution, with a legal
+    output_padding."""
+    geo = draw(conv_geometry(dims=dims, **geometry))
     out_pad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(geo["stride"], geo["dilation"]))
     out = [(n - 1) * s - 2 * p + d * (k - 1) + 1 + o for n, k, s, p, d, o in
            zip(geo["size"], geo["kernel"], geo["stride"], geo["padding"], geo["dilation"], out_pad)]
@@ -149,6 +150,24 @@ def test_conv_transpose2d_matches_torch(case, seed, device):
     x, W, b, kw = case
     _compare_with_torch(lambda *t: F.conv_transpose2d(*t, **kw), lambda *t: TF.conv_transpose2d(*t, **kw),
                         _with_bias(x, W, b), device, seed)
+
+
+_CT_FUSED = (np.random.default_rng(5).standard_normal((2, 4, 3, 3)), np.random.default_rng(6).standard_normal((4, 3, 3, 3)),
+             np.random.default_rng(7).standard_normal(3),
+             dict(stride=(2, 2), padding=(1, 1), output_padding=(0, 0), groups=1, dilation=(1, 1)))
+
+
+@on_devices
+@given(case=transposed_case(max_channels=3, max_size=5))
+@example(case=_CT_FUSED)
+def test_conv_transpose2d_gradcheck_drawn(case, device):
+    """float64 gradcheck along random directions of the transposed convolution, whose backward
+    goes through the kernel ``conv_transpose2d_backward`` (both devices); the explicit example is
+    a stride-2 layer whose CPU backward shares the columns of gy between gx and gW (the drawn
+    cases of the ``ci`` profile need not reach that path)."""
+    x, W, b, kw = case
+    ts = [_leaf(a, device, np.float64) for a in _with_bias(x, W, b)]
+    gradcheck(lambda *t: F.conv_transpose2d(*t, **kw), ts, mode="random", name="conv_transpose2d")
 
 
 @on_devices
