@@ -13,6 +13,7 @@ from minicnn.kernels.cpu import conv as C
 from minicnn.kernels.cpu import _im2col as I2C
 from minicnn.kernels.cpu import conv_winograd as CW
 from minicnn.kernels.cpu import conv_winograd4 as CW4
+from minicnn.kernels.cpu import conv_winograd_backward as CWB
 from minicnn.kernels.reference import conv as R
 
 torch = pytest.importorskip("torch")
@@ -521,3 +522,82 @@ def test_conv_transpose2d_backward_shares_the_columns(monkeypatch):
     np.testing.assert_allclose(gb, R.conv2d_bias_grad(gy), rtol=1e-10, atol=1e-10)
     C.conv_transpose2d_backward(x, W[:, :1], gy[:, :1], *geo)  # K = 16 < 2·16 columns: the kernels in turn
     assert calls == ["conv2d_forward", "conv2d_backward_weight"]
+
+
+@settings(deadline=None)
+@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2), st.integers(0, 2),
+       st.integers(0, 3), st.data())
+def test_winograd_input_adjoint_matches_its_definition(N, OH, OW, ph, pw, extra, data):
+    """The adjoint of the F(2×2) input transform for image n, read at a tile offset toff: every
+    tile's q (4×4) gives B q Bᵀ, added at the tile's input window gx[2ty − ph : +4, 2tx − pw : +4]
+    (cropped; windows overlap by 2), computed here tile by tile with the matrices of the definition.
+    Rows and columns no window reaches are 0; the other images are left alone."""
+    r, C, TH, TW, H, W, n, _, _, toff, _ = _transform_block_case(N, OH, OW, ph, pw, extra, data, 2)
+    U = TH * (TW + 1)
+    Q = r.standard_normal((16, C, toff + U + 2))
+    Q[:, :, toff + TW:toff + U:TW + 1] = 0  # the padding tiles hold 0 (as Uᵀ Z does)
+    gx = np.full((N, C, H, W), np.nan)
+    CWB.input_adjoint_image(Q, gx, n, TH, TW, ph, pw, toff)
+    want = np.zeros((C, 2 * TH + 2 + H, 2 * TW + 2 + W))  # padded by ph, pw in front, enough behind
+    for ty, tx, u in _block_tiles(0, TH, TW, toff):
+        for c in range(C):
+            want[c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += _BT.T @ Q[:, c, u].reshape(4, 4) @ _BT
+    np.testing.assert_allclose(gx[n], want[:, ph:ph + H, pw:pw + W], rtol=1e-12, atol=1e-12)
+    assert np.isnan(np.delete(gx, n, axis=0)).all()
+
+
+@st.composite
+def _winograd_backward_cases(draw):
+    g = draw(geometries(winograd=True))
+    needs = draw(st.sampled_from([(True, True), (True, False), (False, True)]))
+    return g, needs
+
+
+@settings(deadline=None)
+@given(_winograd_backward_cases())
+def test_winograd_backward_matches_reference(case):
+    """Both gradients from one transform of gy (``winograd_backward3x3``: gW from Z Vᵀ, gx by the
+    adjoint input transform of Uᵀ Z) against the float64 reference loops, on drawn geometries
+    (odd sizes, asymmetric trailing padding), each gradient alone and both."""
+    g, (want_gx, want_gw) = case
+    x, W, gy = _data(g, np.float64)
+    gx, gW = CWB.winograd_backward3x3(x, W, gy, g["p"], want_gx, want_gw)
+    geo = (g["s"], g["p"], g["d"], 1)
+    if want_gx:
+        np.testing.assert_allclose(gx, R.conv2d_backward_input(gy, W, (g["H"], g["W"]), *geo), rtol=1e-10, atol=1e-10)
+    else:
+        assert gx is None
+    if want_gw:
+        np.testing.assert_allclose(gW, R.conv2d_backward_weight(x, gy, (3, 3), *geo), rtol=1e-10, atol=1e-10)
+    else:
+        assert gW is None
+
+
+def test_conv2d_backward_takes_the_fused_winograd_path(monkeypatch):
+    """A small-image Winograd layer's two gradients come from ``winograd_backward3x3`` (neither
+    separate kernel runs), with several images a task (10 images: the multi-image task layout, one
+    padding tile per row, and the image offsets in V, Z and Q) and ragged 11×9 maps, against the
+    float64 reference; the choice follows the documented rule."""
+    calls = []
+    for name in ("conv2d_backward_input", "conv2d_backward_weight"):
+        monkeypatch.setattr(C, name, lambda *a, _n=name, _f=getattr(C, name), **k: calls.append(_n) or _f(*a, **k))
+    monkeypatch.setattr(C, "FORCE_ALGORITHM", "winograd")
+    r = np.random.default_rng(3)
+    x, W, gy = r.standard_normal((10, 3, 11, 9)), r.standard_normal((4, 3, 3, 3)), r.standard_normal((10, 4, 11, 9))
+    assert CW.images_per_task(10, 6 * 6, 16 * (2 * 3 + 4) * 8 * 6 * 6) > 1  # Tb = 6 tile rows × (5 + 1)
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    gx, gW, gb = C.conv2d_backward(x, W, gy, *geo)
+    assert calls == []
+    np.testing.assert_allclose(gx, R.conv2d_backward_input(gy, W, (11, 9), *geo), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gW, R.conv2d_backward_weight(x, gy, (3, 3), *geo), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gb, R.conv2d_bias_grad(gy), rtol=1e-12, atol=1e-12)
+    C.conv2d_backward(x, W, gy, *geo, needs=(False, True, False))  # one gradient: its own kernel
+    assert calls == ["conv2d_backward_weight"]
+    monkeypatch.setattr(C, "FORCE_ALGORITHM", None)
+    x32 = np.zeros((64, 32, 16, 16), np.float32)
+    assert C._use_winograd_backward(x32, (64, 32, 3, 3), (1, 1), (1, 1), 1, (16, 16))
+    assert not C._use_winograd_backward(x32[:, :16], (16, 16, 3, 3), (1, 1), (1, 1), 1, (16, 16))  # forward: im2col
+    x256 = np.zeros((8, 256, 14, 14), np.float32)
+    assert not C._use_winograd_backward(x256, (256, 256, 3, 3), (1, 1), (1, 1), 1, (14, 14))  # > 128 channels
+    x56 = np.zeros((8, 64, 56, 56), np.float32)
+    assert not C._use_winograd_backward(x56, (64, 64, 3, 3), (1, 1), (1, 1), 1, (56, 56))  # F(4×4) maps

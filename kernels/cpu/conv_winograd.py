@@ -256,17 +256,40 @@ def bias_vector(bias, C_out, dtype):
     return np.zeros(C_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
 
 
-def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes=None):
-    """Tasks ``(n0, n1, r0, r1)`` (images n0…n1 × tile rows r0…r1) whose transformed blocks take
-    about ``_BLOCK_BYTES``: a block of tile rows of one image on large images, several whole
-    images on small ones (so the 16 GEMMs stay wide: a 16×16 image has only 64 tiles); at least 4
-    tasks per thread where possible (a thread slowed by another process takes fewer)."""
-    block_bytes = block_bytes or _BLOCK_BYTES
-    per_image = bytes_per_tile * TH * TW
-    if per_image <= block_bytes:
-        # whole images: at least 2 tasks per thread (4 left the 16 GEMMs of 8 × 256-channel 14×14
-        # images at 56 columns; 2 images a task: forward + weight gradient 11 % faster, measured)
-        nb = max(1, min(block_bytes // per_image, N // (2 * NUM_THREADS)))
+#: images per task on small maps (whole images a task): about this many bytes of the task's
+#: transformed tiles (V and the products, both channel counts), and at least
+#: ``_MIN_TILES_PER_TASK`` tiles (GEMM columns). Measured, forward / fused backward, images a task:
+#: (64,32,16,16)→64 4.7/10.4 ms (1), 4.3/8.8 (2), 4.1/8.1 (3), 3.9/8.3 (4), 4.4/8.7 (8);
+#: (64,16,32,32)→16 best at 3–4 (3.4/6.1 vs 3.8/6.9 at 8); (64,32,32,32)→32 best at 2 (7.3/14.6
+#: vs 10.8/23.9 at 8): a working set past the 1 MiB L2 slows the GEMMs (64×32 by 32×T: 105–111
+#: GFLOP/s at T = 144–288 columns, 89 at 576). (8,256,14,14)→256: 2 images (112 tiles) a task
+#: 11 % faster than 1.
+_IMAGE_GROUP_BYTES = 5 << 19
+_MIN_TILES_PER_TASK = 112
+
+
+def images_per_task(N, Tb, bytes_per_image):
+    """Images per task for whole-image tasks of ``Tb`` tiles and ``bytes_per_image`` of transformed
+    tiles each: within ``_IMAGE_GROUP_BYTES``, at least ``_MIN_TILES_PER_TASK`` tiles, at least
+    2 tasks per thread where N allows; evened out so that the number of tasks is a multiple of
+    the threads where possible (``run_tasks`` with per-thread states deals the tasks out in
+    contiguous chunks: 64 images in tasks of 9 gave one thread 36 of them, the other 28)."""
+    nb = max(1, _IMAGE_GROUP_BYTES // bytes_per_image, -(-_MIN_TILES_PER_TASK // Tb))
+    nb = max(1, min(nb, N // (2 * NUM_THREADS)))
+    n_tasks = -(-N // nb)
+    n_tasks = -(-n_tasks // NUM_THREADS) * NUM_THREADS
+    return -(-N // n_tasks)
+
+
+def _tile_tasks(N, TH, TW, bytes_per_tile, block_bytes, group_bytes_per_tile):
+    """Tasks ``(n0, n1, r0, r1)`` (images n0…n1 × tile rows r0…r1): a block of tile rows of one
+    image of about ``block_bytes`` (``bytes_per_tile`` a tile) on large images; several whole
+    images on small ones (so the GEMMs stay wide: a 16×16 image has only 64 tiles), as many as
+    :func:`images_per_task` gives for ``group_bytes_per_tile`` (all the task's transformed
+    tiles); at least 4 tasks per thread where possible (a thread slowed by another process takes
+    fewer). ``TW`` counts the padding tile of each tile row."""
+    if bytes_per_tile * TH * TW <= block_bytes:
+        nb = images_per_task(N, TH * TW, group_bytes_per_tile * TH * TW)
         return [(n, min(N, n + nb), 0, TH) for n in range(0, N, nb)]
     rows = max(1, min(TH, block_bytes // (bytes_per_tile * TW)))
     while N * -(-TH // rows) < 4 * NUM_THREADS and rows > 1:
@@ -305,7 +328,8 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False,
             v.output(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
 
     bytes_per_tile = K * max(C_in, C_out) * x.itemsize
-    run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_BLOCK_BYTES, v.min_tiles * bytes_per_tile)))
+    run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_BLOCK_BYTES, v.min_tiles * bytes_per_tile),
+                                K * (C_in + C_out) * x.itemsize))
     return y
 
 
@@ -447,8 +471,8 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         state[0] += state[1]
 
     bytes_per_tile = K * (C_in + C_out) * x.itemsize
-    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_WG_BLOCK_BYTES, v.min_tiles * bytes_per_tile)),
-                       lambda: [None, None])
+    block_bytes = max(_WG_BLOCK_BYTES, v.min_tiles * bytes_per_tile)
+    states = run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, block_bytes, bytes_per_tile), lambda: [None, None])
     S = sum_accumulators(states)
     gW = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
     step = max(1, -(-C_out // (2 * NUM_THREADS)))
