@@ -428,6 +428,10 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
             np.testing.assert_allclose(y[n, c, 2 * ty:2 * ty + rr, 2 * tx:2 * tx + cc], out[:rr, :cc],
                                        rtol=1e-12, atol=1e-12)
     assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()  # nothing outside the block
+    V2 = np.full_like(V, np.nan)  # without zeroing the padding tiles (the forward): the same real tiles
+    CW.input_transform_block(x, V2, n, tr0, rows, TW, ph, pw, toff, False)
+    real = [u for _, _, u in _block_tiles(tr0, rows, TW, toff)]
+    np.testing.assert_array_equal(V2[:, :, real], V[:, :, real])
 
 
 @settings(deadline=None)
@@ -549,28 +553,28 @@ def test_winograd_input_adjoint_matches_its_definition(N, OH, OW, ph, pw, extra,
 @st.composite
 def _winograd_backward_cases(draw):
     g = draw(geometries(winograd=True))
-    needs = draw(st.sampled_from([(True, True), (True, False), (False, True)]))
+    needs = draw(st.sampled_from([(True, True, True), (True, True, False), (True, False, False), (False, True, False),
+                                  (False, False, True)]))
     return g, needs
 
 
 @settings(deadline=None)
 @given(_winograd_backward_cases())
 def test_winograd_backward_matches_reference(case):
-    """Both gradients from one transform of gy (``winograd_backward3x3``: gW from Z Vᵀ, gx by the
-    adjoint input transform of Uᵀ Z) against the float64 reference loops, on drawn geometries
-    (odd sizes, asymmetric trailing padding), each gradient alone and both."""
-    g, (want_gx, want_gw) = case
+    """All three gradients from one transform of gy (``winograd_backward3x3``: gW from Z Vᵀ, gx by the
+    adjoint input transform of Uᵀ Z, gb from the tile sums Z[5]) against the float64 reference
+    loops, on drawn geometries (odd sizes, asymmetric trailing padding), alone and together."""
+    g, needs = case
     x, W, gy = _data(g, np.float64)
-    gx, gW = CWB.winograd_backward3x3(x, W, gy, g["p"], want_gx, want_gw)
+    got = CWB.winograd_backward3x3(x, W, gy, g["p"], *needs)
     geo = (g["s"], g["p"], g["d"], 1)
-    if want_gx:
-        np.testing.assert_allclose(gx, R.conv2d_backward_input(gy, W, (g["H"], g["W"]), *geo), rtol=1e-10, atol=1e-10)
-    else:
-        assert gx is None
-    if want_gw:
-        np.testing.assert_allclose(gW, R.conv2d_backward_weight(x, gy, (3, 3), *geo), rtol=1e-10, atol=1e-10)
-    else:
-        assert gW is None
+    want = (R.conv2d_backward_input(gy, W, (g["H"], g["W"]), *geo), R.conv2d_backward_weight(x, gy, (3, 3), *geo),
+            R.conv2d_bias_grad(gy))
+    for need, a, b in zip(needs, got, want):
+        if need:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+        else:
+            assert a is None
 
 
 def test_conv2d_backward_takes_the_fused_winograd_path(monkeypatch):

@@ -691,8 +691,7 @@ def conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs=(True, Tr
         depthwise3x3_backward_raw(x, gy, W, gx, gW, gb, *padding, want_gx, want_gw, want_gb)
         return gx if want_gx else None, gW if want_gw else None, gb if want_gb else None
     if want_gx and want_gw and _use_winograd_backward(x, W.shape, stride, dilation, groups, gy.shape[2:]):
-        gx, gW = winograd_backward3x3(x, W, gy, padding)
-        return gx, gW, conv2d_bias_grad(gy) if want_gb else None
+        return winograd_backward3x3(x, W, gy, padding, True, True, want_gb)
     gx = conv2d_backward_input(gy, W, x.shape[2:], stride, padding, dilation, groups) if want_gx else None
     gW = conv2d_backward_weight(x, gy, W.shape[2:], stride, padding, dilation, groups) if want_gw else None
     gb = conv2d_bias_grad(gy) if want_gb else None

@@ -101,10 +101,10 @@ def _quarter_row(row, n, shift, pad, Pa, lo, width):
 
 
 @no_refcount
-def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad):
+def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad, zero_padding):
     """V[6r + s, c, toff + u] = (Bᵀ d B)[r, s] for the 6×6 input tiles d = xpad[4ty : 4ty + 6, 4tx : 4tx + 6]
     of image n in tile rows tr0…tr0 + rows − 1, u = (ty − tr0)·(TW + 1) + tx (padding tiles tx = TW
-    hold 0; V C-contiguous (36, C, ≥ toff + rows·(TW + 1))).
+    hold 0 with ``zero_padding``, as in ``conv_winograd``; V C-contiguous (36, C, ≥ toff + rows·(TW + 1))).
 
     Polyphase planes of the zero-padded rows: ``P[a, b][h·(TW + 1) + m] = xpad[4(tr0 + h) + a, 4m + b]``,
     so tile u holds d[i, j] = P[i % 4, j % 4][u + (i // 4)·(TW + 1) + j // 4]. Rows first (Bᵀ d, one
@@ -134,11 +134,12 @@ def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad
             _bt_rows(V[k, c, lo:hi], V[k + 1, c, lo:hi], V[k + 2, c, lo:hi], V[k + 3, c, lo:hi],
                      V[k + 4, c, lo:hi], V[k + 5, c, lo:hi], R[0, r, :U], R[1, r, :U], R[2, r, :U], R[3, r, :U],
                      R[0, r, 1:U + 1], R[1, r, 1:U + 1])
-        zero_padding_tiles(V, c, toff, rows, TW)
+        if zero_padding:
+            zero_padding_tiles(V, c, toff, rows, TW)
 
 
 @njit(cache=True, nogil=True)
-def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff):
+def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding=True):
     """:func:`_input_transform4_block_into` with its scratch arrays allocated here."""
     TWp = TW + 1
     U = rows * TWp
@@ -146,7 +147,7 @@ def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff):
     P = np.zeros((4, 4, L), dtype=x.dtype)
     R = np.empty((4, 6, U + 1), dtype=x.dtype)  # R[b, r]: row r of Bᵀ d on column phase b
     pad = np.zeros(4 * TWp, dtype=x.dtype)
-    _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad)
+    _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad, zero_padding)
 
 
 @njit(cache=True, inline="always")
