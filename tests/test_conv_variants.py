@@ -605,3 +605,17 @@ def test_conv2d_backward_takes_the_fused_winograd_path(monkeypatch):
     assert not C._use_winograd_backward(x256, (256, 256, 3, 3), (1, 1), (1, 1), 1, (14, 14))  # > 128 channels
     x56 = np.zeros((8, 64, 56, 56), np.float32)
     assert not C._use_winograd_backward(x56, (64, 64, 3, 3), (1, 1), (1, 1), 1, (56, 56))  # F(4×4) maps
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_filter_transforms_through_the_pool_match_inline(monkeypatch, tile):
+    """Small filter banks are transformed on the calling thread, large ones in chunks on the task
+    pool: both give the same bits (the pooled path forced here on a 9 × 5 bank)."""
+    r = np.random.default_rng(5)
+    W = r.standard_normal((9, 5, 3, 3))
+    inline = CW.transform_weight(W, tile=tile)
+    x, gy = r.standard_normal((2, 5, 6, 7)), r.standard_normal((2, 9, 6, 7))
+    gW_inline = CW.winograd_backward_weight3x3(x, gy, (1, 1), tile=tile)
+    monkeypatch.setattr(CW, "_INLINE_FILTERS", 0)
+    np.testing.assert_array_equal(CW.transform_weight(W, tile=tile), inline)
+    np.testing.assert_array_equal(CW.winograd_backward_weight3x3(x, gy, (1, 1), tile=tile), gW_inline)

@@ -296,7 +296,6 @@ def _weight_untransform4_into(S, gW, o0, o1, t, g):
     the rows of Gᵀ: (¼, −⅙, −⅙, 1/24, 1/24, 0), (0, −⅙, ⅙, 1/12, −1/12, 0), (0, −⅙, −⅙, ⅙, ⅙, 1).
     As the F(2×2) untransform: t[a, j] = (Gᵀ s)[a, j] and g[3a + b] = (t G)[a, b] as rows over c
     (unit-stride loops, one store each), then scattered into gW[o]."""
-    C_in = S.shape[2]
     for o in range(o0, o1):
         for j in range(6):  # t = Gᵀ s, column j
             s0, s1, s2 = S[j, o], S[6 + j, o], S[12 + j, o]

@@ -33,8 +33,8 @@ from numba import njit
 
 from ._im2col import COLS, Workspace
 from ._jit import no_refcount
-from ._threads import NUM_THREADS, run_tasks, sum_accumulators
-from .conv_winograd import (_WG_BLOCK_BYTES, PRODUCTS, images_per_task, gy_transform_block,
+from ._threads import run_tasks, sum_accumulators
+from .conv_winograd import (_WG_BLOCK_BYTES, PRODUCTS, images_per_task, gy_transform_block, over_filters,
                             input_transform_block, transform_weight, weight_untransform_raw)
 
 #: the workspace of the transformed input gradient Q = Uᵀ Z (V and Z use COLS and PRODUCTS)
@@ -189,8 +189,7 @@ def winograd_backward3x3(x, W, gy, padding, want_gx=True, want_gw=True, want_gb=
     if want_gw:
         S = sum_accumulators(states)
         gW = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
-        step = max(1, -(-C_out // (2 * NUM_THREADS)))
-        run_tasks(lambda o0, _: weight_untransform_raw(S, gW, o0, min(C_out, o0 + step)), range(0, C_out, step))
+        over_filters(lambda o0, o1: weight_untransform_raw(S, gW, o0, o1), C_out, C_in)
     if want_gb:
         total = np.zeros(C_out)
         for state in states:  # in thread order: the same sum on every run
