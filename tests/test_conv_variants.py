@@ -586,7 +586,6 @@ def test_conv2d_backward_takes_the_fused_winograd_path(monkeypatch):
     for name in ("conv2d_backward_input", "conv2d_backward_weight"):
         monkeypatch.setattr(C, name, lambda *a, _n=name, _f=getattr(C, name), **k: calls.append(_n) or _f(*a, **k))
     monkeypatch.setattr(C, "FORCE_ALGORITHM", "winograd")
-    monkeypatch.setattr(C, "FUSED_WINOGRAD_BACKWARD", True)  # off by default (see conv.py)
     r = np.random.default_rng(3)
     x, W, gy = r.standard_normal((10, 3, 11, 9)), r.standard_normal((4, 3, 3, 3)), r.standard_normal((10, 4, 11, 9))
     assert CW.images_per_task(10, 6 * 6, 16 * (2 * 3 + 4) * 8 * 6 * 6) > 1  # Tb = 6 tile rows × (5 + 1)
@@ -606,7 +605,7 @@ def test_conv2d_backward_takes_the_fused_winograd_path(monkeypatch):
     assert not C._use_winograd_backward(x256, (256, 256, 3, 3), (1, 1), (1, 1), 1, (14, 14))  # > 128 channels
     x56 = np.zeros((8, 64, 56, 56), np.float32)
     assert not C._use_winograd_backward(x56, (64, 64, 3, 3), (1, 1), (1, 1), 1, (56, 56))  # F(4×4) maps
-    monkeypatch.setattr(C, "FUSED_WINOGRAD_BACKWARD", False)
+    monkeypatch.setattr(C, "FUSED_WINOGRAD_BACKWARD", False)  # the switch
     assert not C._use_winograd_backward(x32, (64, 32, 3, 3), (1, 1), (1, 1), 1, (16, 16))
 
 

@@ -68,9 +68,8 @@ block of several small images is then one GEMM, its columns laid out wide, (K, i
 depthwise case one pass over gy computes all three; for a Winograd layer on small images
 (≤ 128 channels, whole images a task) gx and gW come from ONE transform of gy
 (``conv_winograd_backward.py``: gW from Z Vᵀ, gx by the adjoint of the input transform applied
-to Uᵀ Z): (64,32,16,16)→64 backward 0.84× the time of the two kernels alone, but off by default
-(``FUSED_WINOGRAD_BACKWARD``: slower inside the benchmark suite, unexplained); otherwise it calls
-the three kernels.
+to Uᵀ Z): (64,32,16,16)→64 backward 0.84× the time of the two kernels; otherwise it calls the
+three kernels.
 ``conv_transpose2d_backward`` does the same for a transposed convolution, whose input gradient
 (a convolution of gy) and weight gradient both read the columns of gy: built once per block.
 The depthwise kernels own planes or channels (no races). ``FORCE_ALGORITHM`` forces im2col or Winograd.
@@ -660,18 +659,19 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
 #: measured, fused / the two kernels: (64,32,16,16)→64 0.84, (32,64,16,16)→64 0.79,
 #: (64,16,32,32)→16 0.94, (64,32,32,32)→32 0.99, (16,128,16,16)→128 1.00, (8,256,14,14)→256 1.03
 _WINOGRAD_BACKWARD_MAX_CHANNELS = 128
-#: OFF by default, pending an unexplained slowdown: alone, ``python -m benchmarks --only "C32 16x16"``
-#: gives (64,32,16,16)→64 fwd+bwd 0.87–0.95× PyTorch with it (0.78–0.80 without), but after any
-#: other row in the same process (even ``--only "fwd N64 C3,C32 16x16"``) 0.52–0.63× (0.80 without).
-#: Not the task split (dynamic scheduling: same), nor 4 KiB aliasing between V, Z, Q (workspaces
-#: skewed mod 4 KiB: same), nor page faults (same count); reproduced only inside the benchmark harness.
-FUSED_WINOGRAD_BACKWARD = False
+#: On (a switch for comparisons). It was off for a while: inside the benchmark harness, after any other
+#: row, the row (64,32,16,16)→64 fell to 0.52–0.63× PyTorch with it (0.87–0.95 alone). The cause:
+#: the backward called ``input_transform_block`` with its ``zero_padding`` argument left at the default,
+#: the forward with an explicit False; that call then ran 4–5× slower per image (176–197 vs 40 µs,
+#: measured with timers around the pieces). Passing every argument explicitly fixed it (0.89–1.00×
+#: after another row): call Numba kernels with all their arguments.
+FUSED_WINOGRAD_BACKWARD = True
 
 
 def _use_winograd_backward(x, W_shape, stride, dilation, groups, out_hw):
     """Both gradients by :func:`winograd_backward3x3` (one transform of gy for the two): where the
     forward map takes F(2×2, 3×3), the images fit whole in a task, and ≤ 128 channels in and out
-    (and ``FUSED_WINOGRAD_BACKWARD`` is on: off by default, see there)."""
+    (and ``FUSED_WINOGRAD_BACKWARD`` is on)."""
     (N, C_in), C_out = x.shape[:2], W_shape[0]
     if not FUSED_WINOGRAD_BACKWARD or FORCE_ALGORITHM in ("im2col", "winograd4") or _winograd_tile(out_hw) != 2:
         return False

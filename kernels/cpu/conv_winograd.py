@@ -478,7 +478,7 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         V = COLS.get_rows_apart((K, C_in, T), x.dtype)
         Z = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
         for i in range(n1 - n0):
-            v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb)
+            v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb, True)  # every argument explicit: see conv.FUSED_WINOGRAD_BACKWARD
             v.gy(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
         Zs, VsT = Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1)
         if state[0] is None:  # a thread's first product is its accumulator: no zeroing, no sum

@@ -169,7 +169,7 @@ def winograd_backward3x3(x, W, gy, padding, want_gx=True, want_gw=True, want_gb=
         if want_gw:
             V = COLS.get_rows_apart((16, C_in, T), x.dtype)
             for i in range(n1 - n0):
-                input_transform_block(x, V, n0 + i, 0, TH, TW, ph, pw, i * Tb)
+                input_transform_block(x, V, n0 + i, 0, TH, TW, ph, pw, i * Tb, True)
             VsT = V[:, :C_in].transpose(0, 2, 1)
             if state[0] is None:  # a thread's first product is its accumulator
                 state[0] = np.matmul(Zs, VsT)
