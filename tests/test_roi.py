@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
@@ -98,6 +98,10 @@ def test_cpu_roi_align_forward_layouts_agree(monkeypatch, geo, data, sampling_ra
     from minicnn.kernels.cpu import roi as CR
 
     shape, rois, size, scale = geo
+    # a box a few ulps wide (CI drew y1 = −1.6e-15, y2 = 1.6e-15) has size 0 in the kernel's float32
+    # geometry (so no samples) but not in the float64 reference's: not comparable at 1e-5
+    sizes = np.abs(rois[:, 3:5] - rois[:, 1:3]) * scale
+    assume(not ((sizes > 0) & (sizes < 1e-4)).any())
     x = data.draw(arrays(shape, np.float32))
     ys = []
     for threshold in (0.0, math.inf):
