@@ -673,7 +673,7 @@ def _use_winograd_backward(x, W_shape, stride, dilation, groups, out_hw):
     forward map takes F(2×2, 3×3), the images fit whole in a task, and ≤ 128 channels in and out
     (and ``FUSED_WINOGRAD_BACKWARD`` is on)."""
     (N, C_in), C_out = x.shape[:2], W_shape[0]
-    if not FUSED_WINOGRAD_BACKWARD or FORCE_ALGORITHM in ("im2col", "winograd4") or _winograd_tile(out_hw) != 2:
+    if not FUSED_WINOGRAD_BACKWARD or _winograd_tile(out_hw) != 2:  # (forced "im2col": _use_winograd)
         return False
     return (_use_winograd(W_shape[2:], stride, dilation, groups, C_in, C_out, out_hw)
             and max(C_in, C_out) <= _WINOGRAD_BACKWARD_MAX_CHANNELS

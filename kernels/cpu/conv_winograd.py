@@ -217,7 +217,7 @@ def _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad,
 
 
 @njit(cache=True, nogil=True)
-def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding=True):
+def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding):
     """:func:`_input_transform_block_into` with its scratch arrays allocated here."""
     TWp = TW + 1
     U = rows * TWp
@@ -458,6 +458,19 @@ _VARIANTS = {
 }
 
 
+def accumulate_product(state, a, b):
+    """``state[0] += a @ b`` for a thread's weight-gradient state ``[accumulator, product, ...]``
+    (both None until first needed): the thread's first product is its accumulator (no zeroing,
+    no sum); later ones go through the product buffer ``state[1]``."""
+    if state[0] is None:
+        state[0] = np.matmul(a, b)
+        return
+    if state[1] is None:
+        state[1] = np.empty_like(state[0])
+    np.matmul(a, b, out=state[1])
+    state[0] += state[1]
+
+
 def winograd_backward_weight3x3(x, gy, padding, tile=2):
     """gW (C_out, C_in, 3, 3) = ∂⟨gy, conv2d(x, W)⟩/∂W for a 3×3 W, stride 1, dilation 1, one group
     (``padding`` leading, the size of gy implies the trailing one): ``Gᵀ (Σ_tiles Z[k] V[k]ᵀ) G``.
@@ -480,14 +493,7 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         for i in range(n1 - n0):
             v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb, True)  # every argument explicit: see conv.FUSED_WINOGRAD_BACKWARD
             v.gy(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
-        Zs, VsT = Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1)
-        if state[0] is None:  # a thread's first product is its accumulator: no zeroing, no sum
-            state[0] = np.matmul(Zs, VsT)
-            return
-        if state[1] is None:
-            state[1] = np.empty_like(state[0])
-        np.matmul(Zs, VsT, out=state[1])
-        state[0] += state[1]
+        accumulate_product(state, Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1))
 
     bytes_per_tile = K * (C_in + C_out) * x.itemsize
     block_bytes = max(_WG_BLOCK_BYTES, v.min_tiles * bytes_per_tile)

@@ -139,7 +139,7 @@ def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad
 
 
 @njit(cache=True, nogil=True)
-def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding=True):
+def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding):
     """:func:`_input_transform4_block_into` with its scratch arrays allocated here."""
     TWp = TW + 1
     U = rows * TWp

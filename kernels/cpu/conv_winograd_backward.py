@@ -34,7 +34,7 @@ from numba import njit
 from ._im2col import COLS, Workspace
 from ._jit import no_refcount
 from ._threads import run_tasks, sum_accumulators
-from .conv_winograd import (_WG_BLOCK_BYTES, PRODUCTS, images_per_task, gy_transform_block, over_filters,
+from .conv_winograd import (_WG_BLOCK_BYTES, PRODUCTS, accumulate_product, images_per_task, gy_transform_block, over_filters,
                             input_transform_block, transform_weight, weight_untransform_raw)
 
 #: the workspace of the transformed input gradient Q = Uᵀ Z (V and Z use COLS and PRODUCTS)
@@ -170,14 +170,7 @@ def winograd_backward3x3(x, W, gy, padding, want_gx=True, want_gw=True, want_gb=
             V = COLS.get_rows_apart((16, C_in, T), x.dtype)
             for i in range(n1 - n0):
                 input_transform_block(x, V, n0 + i, 0, TH, TW, ph, pw, i * Tb, True)
-            VsT = V[:, :C_in].transpose(0, 2, 1)
-            if state[0] is None:  # a thread's first product is its accumulator
-                state[0] = np.matmul(Zs, VsT)
-            else:
-                if state[1] is None:
-                    state[1] = np.empty_like(state[0])
-                np.matmul(Zs, VsT, out=state[1])
-                state[0] += state[1]
+            accumulate_product(state, Zs, V[:, :C_in].transpose(0, 2, 1))
         if want_gx:
             Q = INPUT_GRADS.get_rows_apart((16, C_in, T), x.dtype)
             np.matmul(UT, Zs, out=Q[:, :C_in])
