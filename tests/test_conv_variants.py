@@ -411,12 +411,12 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
     U = rows * (TW + 1)
     V = np.full((16, C, toff + U + 2), np.nan)
     Z = np.full((16, C, toff + U + 2), np.nan)
-    CW.input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff, True)
-    CW.gy_transform_block(gy, Z, n, tr0, rows, TW, toff)
+    CW.input_transform_block(x, V, n, n + 1, tr0, rows, TW, ph, pw, toff, True)
+    CW.gy_transform_block(gy, Z, n, n + 1, tr0, rows, TW, toff)
     xpad, gpad = _padded_planes(x, gy, n, TH, TW, ph, pw, 2)
     M = r.standard_normal((16, C, toff + U))
     y = np.full((N, C, OH, OW), np.nan)
-    CW.output_transform_block(M, y, np.zeros(C), n, tr0, rows, TW, toff)
+    CW.output_transform_block(M, y, np.zeros(C), n, n + 1, tr0, rows, TW, toff)
     for ty, tx, u in _block_tiles(tr0, rows, TW, toff, V, Z):
         for c in range(C):
             d = xpad[c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
@@ -429,9 +429,57 @@ def test_winograd_transforms_match_their_definition(N, OH, OW, ph, pw, extra, da
                                        rtol=1e-12, atol=1e-12)
     assert np.isnan(V[:, :, :toff]).all() and np.isnan(V[:, :, toff + U:]).all()  # nothing outside the block
     V2 = np.full_like(V, np.nan)  # without zeroing the padding tiles (the forward): the same real tiles
-    CW.input_transform_block(x, V2, n, tr0, rows, TW, ph, pw, toff, False)
+    CW.input_transform_block(x, V2, n, n + 1, tr0, rows, TW, ph, pw, toff, False)
     real = [u for _, _, u in _block_tiles(tr0, rows, TW, toff)]
     np.testing.assert_array_equal(V2[:, :, real], V[:, :, real])
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.sampled_from([2, 4]), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2), st.integers(0, 2),
+       st.integers(0, 3), st.integers(0, 5))
+def test_winograd_transforms_of_several_images_in_one_call(tile, OH, OW, ph, pw, n0, toff):
+    """A transform called for images n0…n1 − 1 writes (or reads) image n0 + i at tile offset
+    toff + i·rows·(TW + 1), exactly as one call per image at that offset does (those are checked
+    against the definition above): input, output-gradient and output transforms of both tile
+    sizes, and the F(2×2) input adjoint, on whole images and on a block of tile rows."""
+    r = np.random.default_rng(OH * 100 + OW)
+    N, C, n1 = n0 + 3, 3, n0 + 3
+    TH, TW = -(-OH // tile), -(-OW // tile)
+    H, W = max(1, OH + 3 - 2 * ph), max(1, OW + 3 - 2 * pw)  # any input size works
+    x, gy = r.standard_normal((N, C, H, W)), r.standard_normal((N, C, OH, OW))
+    K = 16 if tile == 2 else 36
+    fns = ((CW.input_transform_block, CW.gy_transform_block, CW.output_transform_block) if tile == 2 else
+           (CW4.input_transform4_block, CW4.gy_transform4_block, CW4.output_transform4_block))
+    for tr0, rows in ((0, TH), (TH // 2, TH - TH // 2)):
+        U = rows * (TW + 1)
+        size = toff + (n1 - n0) * U + 1
+        one, each = np.full((K, C, size), np.nan), np.full((K, C, size), np.nan)
+        fns[0](x, one, n0, n1, tr0, rows, TW, ph, pw, toff, True)
+        for i in range(n1 - n0):
+            fns[0](x, each, n0 + i, n0 + i + 1, tr0, rows, TW, ph, pw, toff + i * U, True)
+        np.testing.assert_array_equal(one, each)
+        one, each = np.full((K, C, size), np.nan), np.full((K, C, size), np.nan)
+        fns[1](gy, one, n0, n1, tr0, rows, TW, toff)
+        for i in range(n1 - n0):
+            fns[1](gy, each, n0 + i, n0 + i + 1, tr0, rows, TW, toff + i * U)
+        np.testing.assert_array_equal(one, each)
+        M, b = r.standard_normal((K, C, size)), r.standard_normal(C)
+        y1, y2 = np.full((N, C, OH, OW), np.nan), np.full((N, C, OH, OW), np.nan)
+        fns[2](M, y1, b, n0, n1, tr0, rows, TW, toff)
+        for i in range(n1 - n0):
+            fns[2](M, y2, b, n0 + i, n0 + i + 1, tr0, rows, TW, toff + i * U)
+        np.testing.assert_array_equal(y1, y2)
+    if tile == 2:
+        U = TH * (TW + 1)
+        Q = r.standard_normal((16, C, toff + (n1 - n0) * U))
+        for i in range(n1 - n0):  # the padding tiles hold 0 (as Uᵀ Z does)
+            Q[:, :, toff + i * U + TW:toff + (i + 1) * U:TW + 1] = 0
+        g1, g2 = np.full((N, C, H, W), np.nan), np.full((N, C, H, W), np.nan)
+        CWB.input_adjoint_images(Q, g1, n0, n1, TH, TW, ph, pw, toff)
+        for i in range(n1 - n0):
+            CWB.input_adjoint_images(Q, g2, n0 + i, n0 + i + 1, TH, TW, ph, pw, toff + i * U)
+        np.testing.assert_array_equal(g1, g2)
+        assert not np.isnan(g1[n0:n1]).any()
 
 
 @settings(deadline=None)
@@ -451,14 +499,14 @@ def test_winograd4_transforms_match_their_definition(N, OH, OW, ph, pw, extra, d
     r, C, TH, TW, H, W, n, tr0, rows, toff, x = _transform_block_case(N, OH, OW, ph, pw, extra, data, 4)
     U = rows * (TW + 1)
     V = np.full((36, C, toff + U + 2), np.nan)
-    CW4.input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff, True)
+    CW4.input_transform4_block(x, V, n, n + 1, tr0, rows, TW, ph, pw, toff, True)
     M = r.standard_normal((36, C, toff + U))
     y = np.full((N, C, OH, OW), np.nan)
     b = r.standard_normal(C)
-    CW4.output_transform4_block(M, y, b, n, tr0, rows, TW, toff)
+    CW4.output_transform4_block(M, y, b, n, n + 1, tr0, rows, TW, toff)
     gy = r.standard_normal((N, C, OH, OW))
     Z = np.full((36, C, toff + U + 2), np.nan)
-    CW4.gy_transform4_block(gy, Z, n, tr0, rows, TW, toff)
+    CW4.gy_transform4_block(gy, Z, n, n + 1, tr0, rows, TW, toff)
     xpad, gpad = _padded_planes(x, gy, n, TH, TW, ph, pw, 4)
     for ty, tx, u in _block_tiles(tr0, rows, TW, toff, V, Z):
         for c in range(C):
@@ -541,7 +589,7 @@ def test_winograd_input_adjoint_matches_its_definition(N, OH, OW, ph, pw, extra,
     Q = r.standard_normal((16, C, toff + U + 2))
     Q[:, :, toff + TW:toff + U:TW + 1] = 0  # the padding tiles hold 0 (as Uᵀ Z does)
     gx = np.full((N, C, H, W), np.nan)
-    CWB.input_adjoint_image(Q, gx, n, TH, TW, ph, pw, toff)
+    CWB.input_adjoint_images(Q, gx, n, n + 1, TH, TW, ph, pw, toff)
     want = np.zeros((C, 2 * TH + 2 + H, 2 * TW + 2 + W))  # padded by ph, pw in front, enough behind
     for ty, tx, u in _block_tiles(0, TH, TW, toff):
         for c in range(C):

@@ -27,6 +27,7 @@ as much as the GEMM on small images): stride 1 with OW == W, where the rows of a
 contiguous stretch of the plane (one vectorised copy, then the wrapped border entries zeroed), and
 stride 2 with OW == ⌈W/2⌉, the same on the 4 phases ``x[a::2, b::2]`` of a plane. 4–10× faster.
 """
+import math
 import threading
 
 import numpy as np
@@ -473,13 +474,21 @@ class Workspace:
         self._local = threading.local()
 
     def get(self, shape, dtype):
-        dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        buf = getattr(self._local, "buf", None)
+        """The view (``shape``, ``dtype``) of this thread's buffer. The last view is kept and handed
+        out again for the same shape and dtype: a task calls this with the GIL held, and the
+        general path (size, view, reshape) took ~4 µs, enough to hold up the other thread's
+        return from its GEMM or Numba kernel (see ``_threads``)."""
+        local = self._local
+        if getattr(local, "key", None) == (shape, dtype):
+            return local.view
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        buf = getattr(local, "buf", None)
         if buf is None or buf.nbytes < nbytes:
             buf = np.empty(max(nbytes, 1), dtype=np.uint8)
-            self._local.buf = buf
-        return buf[:nbytes].view(dtype).reshape(shape)
+            local.buf = buf
+        local.view = buf[:nbytes].view(dtype).reshape(shape)
+        local.key = (shape, dtype)
+        return local.view
 
     def get_rows_apart(self, shape, dtype):
         """Like :meth:`get` for a (K, C, T) array, with one unused channel more, (K, C + 1, T), when the
@@ -495,7 +504,7 @@ class Workspace:
 
     def release(self):
         """Free this thread's buffer."""
-        self._local.buf = None
+        self._local.buf = self._local.view = self._local.key = None
 
 
 #: The workspace of the im2col columns (one per thread).

@@ -217,14 +217,17 @@ def _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad,
 
 
 @njit(cache=True, nogil=True)
-def input_transform_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding):
-    """:func:`_input_transform_block_into` with its scratch arrays allocated here."""
+def input_transform_block(x, V, n0, n1, tr0, rows, TW, ph, pw, toff, zero_padding):
+    """:func:`_input_transform_block_into` with its scratch arrays allocated here, for the
+    Images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
+    task instead of one an image, so a task holds the GIL less often (see ``_threads``)."""
     TWp = TW + 1
     U = rows * TWp
     P = np.zeros((2, 2, (rows + 1) * TWp + 1), dtype=x.dtype)
     R = np.empty((4, 2, U + 1), dtype=x.dtype)
     pad = np.zeros(2 * TWp, dtype=x.dtype)
-    _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad, zero_padding)
+    for n in range(n0, n1):
+        _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff + (n - n0) * U, P, R, pad, zero_padding)
 
 
 @no_refcount
@@ -260,13 +263,16 @@ def _output_transform_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
 
 
 @njit(cache=True, nogil=True)
-def output_transform_block(M, y, bias, n, tr0, rows, TW, toff):
-    """:func:`_output_transform_block_into` with its scratch arrays allocated here."""
+def output_transform_block(M, y, bias, n0, n1, tr0, rows, TW, toff):
+    """:func:`_output_transform_block_into` with its scratch arrays allocated here, for the
+    Images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
+    task instead of one an image, so a task holds the GIL less often (see ``_threads``)."""
     TWp = TW + 1
     U = rows * TWp
     S = np.empty((2, 4, U), dtype=y.dtype)
     Y = np.empty((2, 2 * U), dtype=y.dtype)
-    _output_transform_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y)
+    for n in range(n0, n1):
+        _output_transform_block_into(M, y, bias, n, tr0, rows, TW, toff + (n - n0) * U, S, Y)
 
 
 def bias_vector(bias, C_out, dtype):
@@ -339,12 +345,10 @@ def winograd_conv3x3(x, W, padding, out_hw, bias=None, flipped_transposed=False,
         Tb = (r1 - r0) * (TW + 1)  # tiles per image of the block, with one padding tile per row
         T = (n1 - n0) * Tb
         V = COLS.get_rows_apart((K, C_in, T), x.dtype)
-        for i in range(n1 - n0):
-            v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb, False)  # padding tiles: not read
+        v.input(x, V, n0, n1, r0, r1 - r0, TW, *padding, 0, False)  # padding tiles: not read
         M = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
         np.matmul(U, V[:, :C_in], out=M[:, :C_out])
-        for i in range(n1 - n0):
-            v.output(M, y, b, n0 + i, r0, r1 - r0, TW, i * Tb)
+        v.output(M, y, b, n0, n1, r0, r1 - r0, TW, 0)
 
     bytes_per_tile = K * max(C_in, C_out) * x.itemsize
     run_tasks(task, _tile_tasks(N, TH, TW + 1, bytes_per_tile, max(_BLOCK_BYTES, v.min_tiles * bytes_per_tile),
@@ -393,14 +397,17 @@ def _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff, G, Hr, pad):
 
 
 @njit(cache=True, nogil=True)
-def gy_transform_block(gy, Z, n, tr0, rows, TW, toff):
-    """:func:`_gy_transform_block_into` with its scratch arrays allocated here."""
+def gy_transform_block(gy, Z, n0, n1, tr0, rows, TW, toff):
+    """:func:`_gy_transform_block_into` with its scratch arrays allocated here, for the
+    Images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
+    task instead of one an image, so a task holds the GIL less often (see ``_threads``)."""
     TWp = TW + 1
     U = rows * TWp
     G = np.zeros((2, 2, U), dtype=gy.dtype)  # G[a, b, tr·TWp + TW] stays 0: the padding tiles
     Hr = np.empty((4, 2, U), dtype=gy.dtype)
     pad = np.zeros(2 * TW, dtype=gy.dtype)
-    _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff, G, Hr, pad)
+    for n in range(n0, n1):
+        _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff + (n - n0) * U, G, Hr, pad)
 
 
 @njit(cache=True, inline="always")
@@ -490,9 +497,8 @@ def winograd_backward_weight3x3(x, gy, padding, tile=2):
         T = (n1 - n0) * Tb
         V = COLS.get_rows_apart((K, C_in, T), x.dtype)
         Z = PRODUCTS.get_rows_apart((K, C_out, T), x.dtype)
-        for i in range(n1 - n0):
-            v.input(x, V, n0 + i, r0, r1 - r0, TW, *padding, i * Tb, True)  # every argument explicit: see conv.FUSED_WINOGRAD_BACKWARD
-            v.gy(gy, Z, n0 + i, r0, r1 - r0, TW, i * Tb)
+        v.input(x, V, n0, n1, r0, r1 - r0, TW, *padding, 0, True)  # every argument explicit: see conv.FUSED_WINOGRAD_BACKWARD
+        v.gy(gy, Z, n0, n1, r0, r1 - r0, TW, 0)
         accumulate_product(state, Z[:, :C_out], V[:, :C_in].transpose(0, 2, 1))
 
     bytes_per_tile = K * (C_in + C_out) * x.itemsize

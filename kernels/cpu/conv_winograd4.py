@@ -139,15 +139,17 @@ def _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad
 
 
 @njit(cache=True, nogil=True)
-def input_transform4_block(x, V, n, tr0, rows, TW, ph, pw, toff, zero_padding):
-    """:func:`_input_transform4_block_into` with its scratch arrays allocated here."""
+def input_transform4_block(x, V, n0, n1, tr0, rows, TW, ph, pw, toff, zero_padding):
+    """:func:`_input_transform4_block_into` with its scratch arrays allocated here, for images
+    n0…n1 − 1 (image n0 + i at tile offset toff + i·rows·(TW + 1)), as in ``conv_winograd``."""
     TWp = TW + 1
     U = rows * TWp
     L = (rows + 1) * TWp + 1
     P = np.zeros((4, 4, L), dtype=x.dtype)
     R = np.empty((4, 6, U + 1), dtype=x.dtype)  # R[b, r]: row r of Bᵀ d on column phase b
     pad = np.zeros(4 * TWp, dtype=x.dtype)
-    _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad, zero_padding)
+    for n in range(n0, n1):
+        _input_transform4_block_into(x, V, n, tr0, rows, TW, ph, pw, toff + (n - n0) * U, P, R, pad, zero_padding)
 
 
 @njit(cache=True, inline="always")
@@ -203,13 +205,15 @@ def _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
 
 
 @njit(cache=True, nogil=True)
-def output_transform4_block(M, y, bias, n, tr0, rows, TW, toff):
-    """:func:`_output_transform4_block_into` with its scratch arrays allocated here."""
+def output_transform4_block(M, y, bias, n0, n1, tr0, rows, TW, toff):
+    """:func:`_output_transform4_block_into` with its scratch arrays allocated here, for images
+    n0…n1 − 1 (image n0 + i at tile offset toff + i·rows·(TW + 1)), as in ``conv_winograd``."""
     TWp = TW + 1
     U = rows * TWp
     S = np.empty((6, 4, U), dtype=y.dtype)  # S[j, a] = (Aᵀ m)[a, j]
     Y = np.empty((4, 4 * U), dtype=y.dtype)  # Y[a, 4u + b]
-    _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y)
+    for n in range(n0, n1):
+        _output_transform4_block_into(M, y, bias, n, tr0, rows, TW, toff + (n - n0) * U, S, Y)
 
 
 # ---- weight gradient ------------------------------------------------------------------------------
@@ -267,14 +271,16 @@ def _gy_transform4_block_into(gy, Z, n, tr0, rows, TW, toff, Gp, Hr, pad):
 
 
 @njit(cache=True, nogil=True)
-def gy_transform4_block(gy, Z, n, tr0, rows, TW, toff):
-    """:func:`_gy_transform4_block_into` with its scratch arrays allocated here."""
+def gy_transform4_block(gy, Z, n0, n1, tr0, rows, TW, toff):
+    """:func:`_gy_transform4_block_into` with its scratch arrays allocated here, for images
+    n0…n1 − 1 (image n0 + i at tile offset toff + i·rows·(TW + 1)), as in ``conv_winograd``."""
     TWp = TW + 1
     U = rows * TWp
     Gp = np.zeros((4, 4, U), dtype=gy.dtype)  # Gp[a, b, tr·TWp + TW] stays 0: the padding tiles
     Hr = np.empty((4, 6, U), dtype=gy.dtype)  # Hr[b, i]: row i of A g on column phase b
     pad = np.zeros(4 * TW, dtype=gy.dtype)
-    _gy_transform4_block_into(gy, Z, n, tr0, rows, TW, toff, Gp, Hr, pad)
+    for n in range(n0, n1):
+        _gy_transform4_block_into(gy, Z, n, tr0, rows, TW, toff + (n - n0) * U, Gp, Hr, pad)
 
 
 @njit(cache=True, inline="always")

@@ -119,13 +119,15 @@ def _input_adjoint_image_into(Q, gx, n, TH, TW, ph, pw, toff, Cs, P):
 
 
 @njit(cache=True, nogil=True)
-def input_adjoint_image(Q, gx, n, TH, TW, ph, pw, toff):
-    """:func:`_input_adjoint_image_into` with its scratch arrays allocated here."""
+def input_adjoint_images(Q, gx, n0, n1, TH, TW, ph, pw, toff):
+    """:func:`_input_adjoint_image_into` with its scratch arrays allocated here, for images
+    n0…n1 − 1 (image n0 + i at tile offset toff + i·TH·(TW + 1)): one call a task."""
     TWp = TW + 1
     U = TH * TWp
     Cs = np.zeros((6, 2, U + 2 * TWp), dtype=gx.dtype)
     P = np.empty((2, 2 * (U + TWp)), dtype=gx.dtype)
-    _input_adjoint_image_into(Q, gx, n, TH, TW, ph, pw, toff, Cs, P)
+    for n in range(n0, n1):
+        _input_adjoint_image_into(Q, gx, n, TH, TW, ph, pw, toff + (n - n0) * U, Cs, P)
 
 
 def fits_whole_images(N, C_in, C_out, out_hw, itemsize):
@@ -160,22 +162,19 @@ def winograd_backward3x3(x, W, gy, padding, want_gx=True, want_gw=True, want_gb=
         n1 = min(N, n0 + nb)
         T = (n1 - n0) * Tb
         Z = PRODUCTS.get_rows_apart((16, C_out, T), x.dtype)
-        for i in range(n1 - n0):
-            gy_transform_block(gy, Z, n0 + i, 0, TH, TW, i * Tb)
+        gy_transform_block(gy, Z, n0, n1, 0, TH, TW, 0)
         Zs = Z[:, :C_out]
         if want_gb:
             part = Zs[5].sum(axis=1, dtype=np.float64)
             state[2] = part if state[2] is None else state[2] + part
         if want_gw:
             V = COLS.get_rows_apart((16, C_in, T), x.dtype)
-            for i in range(n1 - n0):
-                input_transform_block(x, V, n0 + i, 0, TH, TW, ph, pw, i * Tb, True)
+            input_transform_block(x, V, n0, n1, 0, TH, TW, ph, pw, 0, True)
             accumulate_product(state, Zs, V[:, :C_in].transpose(0, 2, 1))
         if want_gx:
             Q = INPUT_GRADS.get_rows_apart((16, C_in, T), x.dtype)
             np.matmul(UT, Zs, out=Q[:, :C_in])
-            for i in range(n1 - n0):
-                input_adjoint_image(Q, gx, n0 + i, TH, TW, ph, pw, i * Tb)
+            input_adjoint_images(Q, gx, n0, n1, TH, TW, ph, pw, 0)
 
     states = run_tasks(task, range(0, N, nb), lambda: [None, None, None])
     gW = gb = None
