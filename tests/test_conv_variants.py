@@ -157,6 +157,33 @@ def test_paths_match_pytorch_float32(force, algorithm, shape):
     assert rel_err(C.conv2d_backward_weight(x, gy, (3, 3), *geo), tw.grad.numpy()) < 1e-5
 
 
+def test_fused_winograd_backward_matches_pytorch_float32(monkeypatch):
+    """A layer that takes the fused F(2×2) backward by the default rule, (12,32,16,16)→64 with a
+    bias (several images a task), against PyTorch in float32: gx, gW and gb, through
+    ``conv2d_backward`` with no path forced (the spy checks that neither separate kernel ran)."""
+    N, C_in, C_out = 12, 32, 64
+    r = np.random.default_rng(11)
+    x = r.standard_normal((N, C_in, 16, 16)).astype(np.float32)
+    W = (r.standard_normal((C_out, C_in, 3, 3)) * 0.1).astype(np.float32)
+    b = r.standard_normal(C_out).astype(np.float32)
+    assert C._use_winograd_backward(x, W.shape, (1, 1), (1, 1), 1, (16, 16))
+    calls = []
+    for name in ("conv2d_backward_input", "conv2d_backward_weight"):
+        monkeypatch.setattr(C, name, lambda *a, _n=name, _f=getattr(C, name), **k: calls.append(_n) or _f(*a, **k))
+    tx, tw, tb = (torch.from_numpy(a).requires_grad_(True) for a in (x, W, b))
+    ty = TF.conv2d(tx, tw, tb, padding=1)
+    gy = r.standard_normal(ty.shape).astype(np.float32)
+    ty.backward(torch.from_numpy(gy))
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    assert rel_err(C.conv2d_forward(x, W, *geo, (16, 16), b), ty.detach().numpy()) < 1e-5
+    gx, gW, gb = C.conv2d_backward(x, W, gy, *geo)
+    assert calls == []
+    assert rel_err(gx, tx.grad.numpy()) < 1e-5
+    assert rel_err(gW, tw.grad.numpy()) < 1e-5
+    assert rel_err(gb, tb.grad.numpy()) < 1e-5  # PyTorch sums 3072 terms in float32
+    assert rel_err(gb, gy.astype(np.float64).sum((0, 2, 3))) < 1e-6  # ours in float64 (Z[5]: float32)
+
+
 @settings(deadline=None)
 @given(st.integers(1, 2), st.integers(2, 4), st.integers(1, 9), st.integers(1, 9), st.integers(0, 3),
        st.integers(0, 3), st.sampled_from([(0, 0), (1, 0), (0, 1)]))
