@@ -45,8 +45,8 @@ channel sum (``conv2d_bias_grad``): separate NumPy passes cost 3 + 2.7 ms on (8,
 
 Conv rows of ``python -m benchmarks --only conv2d`` (PyTorch time / ours, forward+backward) on
 this machine, whose timings swing by up to 2× from run to run: see the README for the table of
-one full run; the remaining gap on small images (14×14, 16×16) and stride 2 is GEMM efficiency:
-OpenBLAS sgemm on these thin blocks against oneDNN's direct AVX-512 kernels.
+one full run. The row closest to 1× is stride 2 (1.00–1.03×): its GEMMs run at OpenBLAS's peak
+and PyTorch's direct kernels near the machine's, so only fewer flops would move it.
 
 im2col blocks: a task is a block of output rows of one image (large images) or a few whole
 images (small ones), about ``_BLOCK_ELEMS / K`` columns (K = Cg·kH·kW), so the columns of a
