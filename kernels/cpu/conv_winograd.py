@@ -218,8 +218,8 @@ def _input_transform_block_into(x, V, n, tr0, rows, TW, ph, pw, toff, P, R, pad,
 
 @njit(cache=True, nogil=True)
 def input_transform_block(x, V, n0, n1, tr0, rows, TW, ph, pw, toff, zero_padding):
-    """:func:`_input_transform_block_into` with its scratch arrays allocated here, for the
-    Images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
+    """:func:`_input_transform_block_into` with its scratch arrays allocated here, for
+    images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
     task instead of one an image, so a task holds the GIL less often (see ``_threads``)."""
     TWp = TW + 1
     U = rows * TWp
@@ -264,8 +264,8 @@ def _output_transform_block_into(M, y, bias, n, tr0, rows, TW, toff, S, Y):
 
 @njit(cache=True, nogil=True)
 def output_transform_block(M, y, bias, n0, n1, tr0, rows, TW, toff):
-    """:func:`_output_transform_block_into` with its scratch arrays allocated here, for the
-    Images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
+    """:func:`_output_transform_block_into` with its scratch arrays allocated here, for
+    images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
     task instead of one an image, so a task holds the GIL less often (see ``_threads``)."""
     TWp = TW + 1
     U = rows * TWp
@@ -398,8 +398,8 @@ def _gy_transform_block_into(gy, Z, n, tr0, rows, TW, toff, G, Hr, pad):
 
 @njit(cache=True, nogil=True)
 def gy_transform_block(gy, Z, n0, n1, tr0, rows, TW, toff):
-    """:func:`_gy_transform_block_into` with its scratch arrays allocated here, for the
-    Images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
+    """:func:`_gy_transform_block_into` with its scratch arrays allocated here, for
+    images n0…n1 − 1 in one call (image n0 + i at tile offset toff + i·rows·(TW + 1)): one call a
     task instead of one an image, so a task holds the GIL less often (see ``_threads``)."""
     TWp = TW + 1
     U = rows * TWp
