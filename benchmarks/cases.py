@@ -43,9 +43,10 @@ def _conv_flops(N, C, H, W, K, k, s, p, g):
     return 2.0 * N * K * Ho * Wo * (C // g) * k * k, (N, K, Ho, Wo)
 
 
-def conv_case(layer, backward, algorithm=None):
+def conv_case(layer, backward, algorithm=None, fused=None):
     """``algorithm``: None (minicnn's own choice) or a forced CPU path ("im2col", "winograd", "winograd4"),
-    to show the kernel variants side by side."""
+    to show the kernel variants side by side; ``fused``: None (the default rule), or whether a
+    Winograd layer's backward computes gx and gW from one transform of gy (``FUSED_WINOGRAD_BACKWARD``)."""
     N, C, H, W, K, k, s, p, g = layer
     fwd_flops, out_shape = _conv_flops(*layer)
     flops = fwd_flops * (3 if backward else 1)  # backward = input grad + weight grad, each as costly
@@ -69,11 +70,14 @@ def conv_case(layer, backward, algorithm=None):
         def ours():
             from minicnn.kernels.cpu import conv as cpu_conv
 
-            saved, cpu_conv.FORCE_ALGORITHM = cpu_conv.FORCE_ALGORITHM, algorithm
+            saved = cpu_conv.FORCE_ALGORITHM, cpu_conv.FUSED_WINOGRAD_BACKWARD
+            cpu_conv.FORCE_ALGORITHM = algorithm
+            if fused is not None:
+                cpu_conv.FUSED_WINOGRAD_BACKWARD = fused
             try:
                 ours_auto()
             finally:
-                cpu_conv.FORCE_ALGORITHM = saved
+                cpu_conv.FORCE_ALGORITHM, cpu_conv.FUSED_WINOGRAD_BACKWARD = saved
 
         theirs = None
         if torch is not None:
@@ -94,7 +98,7 @@ def conv_case(layer, backward, algorithm=None):
     kind = "depthwise" if g == C and g > 1 else "conv2d"
     name = f"{kind} {'fwd+bwd' if backward else 'fwd'} N{N} C{C} {H}x{W} K{K} k{k} s{s} p{p}"
     if algorithm:
-        name += f" [{algorithm}]"
+        name += f" [{algorithm}{'' if fused is None else ', fused backward' if fused else ', gx and gW apart'}]"
     return Case(kind, name, flops, make)
 
 
@@ -261,6 +265,9 @@ def suite(quick=False):
     if not quick:  # the CPU kernel variants side by side, where both apply (3×3, stride 1)
         for layer in CONV_LAYERS[2:4] + CONV_LAYERS[5:6]:
             cases += [conv_case(layer, backward=False, algorithm=a) for a in ("im2col", "winograd", "winograd4")]
+        # the backward variants of the small-image layer: im2col, Winograd's two kernels, the fused one
+        cases += [conv_case(CONV_LAYERS[1], backward=True, algorithm=a, fused=f)
+                  for a, f in (("im2col", None), ("winograd", False), ("winograd", True))]
     for shape in ([(64, 64, 32, 32)] if quick else [(64, 64, 32, 32), (8, 256, 56, 56)]):
         cases += [pool_case(shape, "max"), pool_case(shape, "avg")]
     cases.append(deconv_case())
