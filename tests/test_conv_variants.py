@@ -342,13 +342,13 @@ def test_block_kernels_match_reference_im2col(geo):
                 continue
             K = (c1 - c0) * k[0] * k[1]
             cols = np.full((n1 - n0, K, (r1 - r0) * OW), np.nan)
-            I2C.im2col_block(x, cols, n0, c0, r0, *k, *s, *p, *d, OW)
+            I2C.im2col_block(x, cols, n0, c0, r0, *k, *s, *p, *d, OW, False)
             expect = want[n0:n1, c0 * k[0] * k[1]:c1 * k[0] * k[1], r0:r1].reshape(cols.shape)
             np.testing.assert_array_equal(cols, expect)
             # adjoint: ⟨im2col_block(x), c⟩ = ⟨x, col2im_block_add(c)⟩ on the block's images/channels/rows
             c = r.standard_normal(cols.shape)
             gx = np.zeros_like(x)
-            I2C.col2im_block_add(c.copy(), gx, n0, c0, r0, *k, *s, *p, *d, OW)
+            I2C.col2im_block_add(c.copy(), gx, n0, c0, r0, *k, *s, *p, *d, OW, False)
             full = np.zeros(want.shape)
             full[n0:n1, c0 * k[0] * k[1]:c1 * k[0] * k[1], r0:r1] = c.reshape(n1 - n0, K, r1 - r0, OW)
             np.testing.assert_allclose(gx, R.col2im(full.reshape(3, -1, OH * OW), (H, W), k, s, p, d, (OH, OW)),

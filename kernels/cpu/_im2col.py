@@ -249,7 +249,7 @@ def _source_offsets(H, W, r0, rb, OW, kH, kW, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, nogil=True)
-def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide=False):
+def im2col_block(x, cols, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide):
     """Fill ``cols`` (nb, Cb·kH·kW, rb·OW) from images ``n0…``, channels ``c0…``, output rows ``r0…``."""
     nb, CK, B = _block_dims(cols, wide)
     rb, Cb = B // OW, CK // (kH * kW)
@@ -401,7 +401,7 @@ def _col2im_block_add_s2(cols, gx, n0, c0, r0, kH, kW, ph, pw, OW, gq, wide):
 
 
 @njit(cache=True, nogil=True)
-def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide=False):
+def col2im_block_add(cols, gx, n0, c0, r0, kH, kW, sh, sw, ph, pw, dh, dw, OW, wide):
     """``gx[n0 + i, c0 + c, ...] += cols[i, ...]``: the adjoint of :func:`im2col_block` (scatter).
     May overwrite ``cols`` (see :func:`_col2im_block_add_flat`, :func:`_col2im_block_add_s2`)."""
     nb, CK, B = _block_dims(cols, wide)

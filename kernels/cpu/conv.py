@@ -562,7 +562,7 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
                 cols = xv[n0:n1, g, :, r0 * OW:r1 * OW]
             else:
                 cols = COLS.get((nb, K, B), x.dtype)
-                im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
+                im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW, False)
             np.matmul(Wg[g], cols, out=out)
             if bg is not None:
                 add_channel_bias(out, bg[g])
@@ -649,7 +649,7 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
             for g in range(G):
                 gcols = COLS.get((n1 - n0, K, (r1 - r0) * OW), gy.dtype)
                 np.matmul(WgT[g], gyv[n0:n1, g, :, r0 * OW:r1 * OW], out=gcols)
-                col2im_block_add(gcols, gx, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
+                col2im_block_add(gcols, gx, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW, False)
 
     run_tasks(task, _blocks(N, OH, OW, K, whole_images=True))
     return gx
@@ -756,7 +756,7 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
                 cols = xv[n0:n1, g, :, r0 * OW:r1 * OW]
             else:
                 cols = COLS.get((nb, K, B), x.dtype)
-                im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW)
+                im2col_block(x, cols, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW, False)
             gyT = GY_T.get((B, Mg), x.dtype) if transposed else None
             for i in range(nb):
                 if transposed:
@@ -809,7 +809,7 @@ def conv_transpose2d_backward(x, W, gy, stride, padding, dilation, groups, needs
         n, _, r0, r1 = block
         B = (r1 - r0) * OW
         cols = COLS.get((1, K, B), gy.dtype)
-        im2col_block(gy, cols, n, 0, r0, kH, kW, *stride, *padding, *dilation, OW)
+        im2col_block(gy, cols, n, 0, r0, kH, kW, *stride, *padding, *dilation, OW, False)
         np.matmul(W2, cols[0], out=gxv[n, :, r0 * OW:r1 * OW])  # gx = conv2d(gy, W)
         xT = GY_T.get((B, M), gy.dtype)  # gWᵀ += cols · x_blockᵀ (a plain GEMM, as conv2d_backward_weight)
         transpose_into(xv[n, :, r0 * OW:r1 * OW], xT)
