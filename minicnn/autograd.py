@@ -19,6 +19,7 @@ import threading
 
 import numpy as np
 
+
 _state = threading.local()
 
 
@@ -60,6 +61,7 @@ class Context:
         self.n_outputs = 1
         self.output_shapes = ()
         self.output_dtypes = ()
+        self.saved_versions = ()  # (counter, value at forward, what it is) of tensors aliasing ctx.saved
 
     @property
     def kernels(self):
@@ -84,6 +86,10 @@ class Function:
     """
 
     fresh_grads = False
+    #: ``float_inputs``: the op computes float math (exp, mean, normalisation…): integer and bool
+    #: inputs are promoted to float32 first, as PyTorch promotes ``torch.sigmoid(int_tensor)``
+    #: (NumPy would give int zeros, float16, or cast ``eps`` to 0).
+    float_inputs = False
 
     @staticmethod
     def forward(ctx, *args, **params):  # pragma: no cover - abstract
@@ -95,7 +101,7 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor, as_tensor_like
+        from .tensor import Tensor, as_tensor_like, float_promoted
 
         ref = next((t for t in inputs if isinstance(t, Tensor)), None)
         if ref is None:
@@ -111,6 +117,8 @@ class Function:
                 tensors.append(t)
             else:
                 tensors.append(as_tensor_like(t, ref))
+        if cls.float_inputs:
+            tensors = [float_promoted(t) for t in tensors]
         ctx = Context(cls, ref.device, tuple(tensors))
         out = cls.forward(ctx, *(t.data for t in tensors), **params)
         multi = isinstance(out, tuple)
@@ -128,9 +136,54 @@ class Function:
             ctx.n_outputs = len(outs)
             ctx.output_shapes = tuple(a.shape for a in outs)
             ctx.output_dtypes = tuple(a.dtype for a in outs)
+            if ctx.saved:
+                ctx.saved_versions = _versions_of_saved(ctx, tensors, results)
         else:
             ctx.inputs = ()  # nothing will walk back through this node
         return tuple(results) if multi else results[0]
+
+
+def _versions_of_saved(ctx, inputs, outputs):
+    """The version counters of the inputs and outputs whose memory a saved array may alias, with
+    their values now: backward computes from ``ctx.saved``, so an in-place change of one of them
+    in between would silently change the gradient (:func:`_check_versions` raises instead)."""
+    saved = [s for s in ctx.saved if hasattr(s, "shape") and hasattr(s, "dtype")]
+    if not saved:
+        return ()
+    may_share = ctx.xp.may_share_memory
+    found = []
+    for what, tensors in (("input", inputs), ("output", outputs)):
+        for i, t in enumerate(tensors):
+            if any(may_share(t.data, s) for s in saved):
+                found.append((t._version, t._version.value, f"{what} {i} of {ctx.name} (shape {t.shape})"))
+    return tuple(found)
+
+
+def _check_versions(ctx):
+    for counter, value, what in ctx.saved_versions:
+        if counter.value != value:
+            raise RuntimeError(
+                f"backward: one of the tensors needed for the gradient has been modified by an in-place "
+                f"operation: {what} is at version {counter.value}; expected version {value}. Use an "
+                f"out-of-place op, or change it only after backward")
+
+
+def check_root_grad(root, grad):
+    """``grad`` given to ``root.backward(grad)`` as an array of ``root``'s device, dtype and layout;
+    a ValueError (as PyTorch's "Mismatch in shape") unless it has exactly ``root``'s shape. Kernels
+    trust the shapes of the gradients they receive, so this is checked before any of them runs."""
+    xp = root.device.xp
+    if root.device.name == "cuda" or type(grad).__module__.startswith("cupy"):
+        from .device import device_of_array
+
+        if device_of_array(grad) != root.device and hasattr(grad, "shape"):
+            raise ValueError(f"backward: grad is on {device_of_array(grad).name}, the output on {root.device.name}")
+    g = xp.asarray(grad)
+    if tuple(g.shape) != tuple(root.shape):
+        raise ValueError(f"backward: grad has shape {tuple(g.shape)}, but the output has shape {tuple(root.shape)}")
+    if g.dtype.kind not in "fiub":
+        raise TypeError(f"backward: grad must be a real number array, got dtype {g.dtype}")
+    return xp.asarray(g, dtype=root.dtype, order="C")  # (ascontiguousarray would make a 0-d grad 1-d)
 
 
 def unbroadcast(xp, g, shape):
@@ -206,6 +259,8 @@ def backward(root, grad=None):
         gys = grads.pop(id(ctx), None)
         if gys is None:
             continue
+        if ctx.saved_versions:
+            _check_versions(ctx)
         # an output that received no gradient contributes zeros; integer outputs (argmax
         # indices) are not differentiable and get None
         gys = [

@@ -46,6 +46,8 @@ class Device:
             else:
                 from .kernels import cuda
 
+                if self.name == "cuda":
+                    self.xp  # noqa: B018 - raises CudaUnavailableError where no GPU can be used
                 backend = cuda.cupy_backend() if self.name == "cuda" else cuda.emulator_backend()
                 self._kernels = cuda.kernels(backend)
         return self._kernels
@@ -68,13 +70,29 @@ class Device:
         return hash(self.name)
 
 
+class CudaUnavailableError(RuntimeError):
+    """The ``cuda`` device was asked for where no CUDA GPU can be used; the message says why in one
+    line and names ``cuda-emu``."""
+
+
+_NO_GPU_HINT = "use device='cuda-emu' to run the same CUDA kernels on the CPU, or 'cpu'"
+
+
 def _import_cupy():
+    """CuPy, once it is known to see a usable GPU; :class:`CudaUnavailableError` otherwise (raised
+    here, before any array is made, instead of CuPy's traceback from deep inside an allocation)."""
     try:
         import cupy
     except ImportError as e:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "the 'cuda' device needs CuPy: pip install 'minicnn[gpu]' (cupy-cuda13x)"
-        ) from e
+        raise CudaUnavailableError(
+            f"cuda: the 'cuda' device needs CuPy (pip install 'minicnn[gpu]'); {_NO_GPU_HINT}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError: no driver, insufficient driver, no device
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CudaUnavailableError(f"cuda: no usable CUDA GPU or driver ({reason}); {_NO_GPU_HINT}") from None
+    if count < 1:
+        raise CudaUnavailableError(f"cuda: CuPy sees no CUDA GPU; {_NO_GPU_HINT}")
     return cupy
 
 

@@ -3,9 +3,24 @@ import numpy as np
 
 from . import autograd
 from .device import device_of_array, get_device
+from .dtypes import FLOAT_DTYPES as _FLOAT_DTYPES, is_kernel_float, promote_to_float
 
 DEFAULT_DTYPE = np.float32
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class VersionCounter:
+    """How many in-place changes a tensor's memory has had (``Tensor._version``).
+
+    Tensors that alias one array (``detach()``) share one counter, as in PyTorch. An op that
+    saves an array for its backward records the counter of every input and output that array
+    aliases; ``backward`` raises if any of them has moved since (see ``autograd``). Writes
+    through the raw array (``t.data[...] = v``) are not counted, as PyTorch's ``.data`` is not.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
 
 
 class Tensor:
@@ -39,6 +54,8 @@ class Tensor:
             data = np.asarray(data)
         if dtype is not None:
             data = data.astype(dtype, copy=False)
+        if not data.dtype.isnative:  # e.g. a big-endian '>f4' read from a file: the kernels need native
+            data = data.astype(data.dtype.newbyteorder("="))
         self.data = data
         self.device = dev
         if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
@@ -47,9 +64,10 @@ class Tensor:
         self.grad = None
         self._node = None  # (Context, output index) for tensors made by an op
         self._retain_grad = False
+        self._version = VersionCounter()
 
     @classmethod
-    def _from_array(cls, a, device, requires_grad=False):
+    def _from_array(cls, a, device, requires_grad=False, version=None):
         t = cls.__new__(cls)
         t.data = a
         t.device = device
@@ -57,6 +75,7 @@ class Tensor:
         t.grad = None
         t._node = None
         t._retain_grad = False
+        t._version = version if version is not None else VersionCounter()
         return t
 
     # ---- basic properties -------------------------------------------------------------------
@@ -105,8 +124,8 @@ class Tensor:
         return self.to(dtype=np.float64)
 
     def detach(self):
-        """The same data, cut from the graph."""
-        return Tensor._from_array(self.data, self.device)
+        """The same data, cut from the graph (it shares this tensor's version counter)."""
+        return Tensor._from_array(self.data, self.device, version=self._version)
 
     def clone(self):
         from .functional.basic import clone
@@ -125,17 +144,65 @@ class Tensor:
     def zero_grad(self):
         self.grad = None
 
+    # ---- in-place changes (counted: see VersionCounter) ---------------------------------------
+    def _modify(self, op, change):
+        """Apply ``change(array)`` in place and count it. Like PyTorch, a leaf that requires grad
+        may change in place only under ``no_grad``; minicnn records no graph for in-place ops, so
+        they are refused on any tensor that requires grad while gradients are recorded."""
+        if self.requires_grad and autograd.is_grad_enabled():
+            kind = "a leaf tensor" if self.is_leaf else "a tensor of the graph"
+            raise RuntimeError(f"{op}: {kind} that requires grad cannot change in place while gradients "
+                               f"are recorded; use the out-of-place op, or wrap it in minicnn.no_grad()")
+        change(self.data)
+        self._version.value += 1
+        return self
+
+    def _operand(self, value):
+        return value.data if isinstance(value, Tensor) else value
+
+    def __setitem__(self, index, value):
+        index = index.data if isinstance(index, Tensor) else index
+        self._modify("__setitem__", lambda a: a.__setitem__(index, self._operand(value)))
+
+    def copy_(self, src):
+        """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor."""
+        return self._modify("copy_", lambda a: a.__setitem__(Ellipsis, self._operand(src)))
+
+    def fill_(self, value):
+        return self._modify("fill_", lambda a: a.fill(value))
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def add_(self, other, alpha=1):
+        o = self._operand(other)
+        return self._modify("add_", lambda a: a.__iadd__(o if alpha == 1 else alpha * o))
+
+    def sub_(self, other, alpha=1):
+        return self.add_(-self._operand(other), alpha)
+
+    def mul_(self, other):
+        return self._modify("mul_", lambda a: a.__imul__(self._operand(other)))
+
+    def div_(self, other):
+        return self._modify("div_", lambda a: a.__itruediv__(self._operand(other)))
+
+    def clamp_(self, min=None, max=None):
+        return self._modify("clamp_", lambda a: self.device.xp.clip(a, min, max, out=a))
+
     # ---- autograd ---------------------------------------------------------------------------
     def backward(self, grad=None):
         """Accumulate gradients of this tensor into every leaf that requires grad.
 
-        Like PyTorch, gradients *accumulate*: calling ``backward`` twice adds them twice.
-        Unlike PyTorch, the graph is kept, so no ``retain_graph`` is needed for that.
+        ``grad`` (d loss / d self; implied 1 for a one-element tensor) must have exactly this
+        tensor's shape (a ValueError otherwise, as PyTorch's "Mismatch in shape"); it is cast to
+        this tensor's dtype. Like PyTorch, gradients *accumulate*: calling ``backward`` twice adds
+        them twice. Unlike PyTorch, the graph is kept, so no ``retain_graph`` is needed for that.
+        A tensor that backward needs and that changed in place since the forward raises a
+        RuntimeError (see :class:`VersionCounter`).
         """
-        if isinstance(grad, Tensor):
-            grad = grad.data
-        elif grad is not None:
-            grad = self.device.xp.asarray(grad, dtype=self.dtype)
+        if grad is not None:
+            grad = autograd.check_root_grad(self, grad.data if isinstance(grad, Tensor) else grad)
         autograd.backward(self, grad)
 
     def _accumulate(self, g, owned=False):
@@ -281,6 +348,14 @@ def to_host(a):
     return np.asarray(a)
 
 
+def float_promoted(t):
+    """``t`` itself when it is float32/float64, else a float32 copy (ints, bools; float16) or a
+    float64 one (float128): the promotion PyTorch applies before float math (``minicnn.dtypes``)."""
+    if is_kernel_float(t.dtype):
+        return t
+    return Tensor._from_array(promote_to_float(t.device.xp, t.data), t.device)
+
+
 def as_tensor_like(value, ref):
     """A constant tensor (no grad) holding ``value`` on ``ref``'s device, in ``ref``'s dtype for Python numbers."""
     xp = ref.device.xp
@@ -292,8 +367,25 @@ def as_tensor_like(value, ref):
 
 
 def tensor(data, requires_grad=False, device=None, dtype=None):
-    """Make a :class:`Tensor` (PyTorch's ``torch.tensor``)."""
-    return Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
+    """A new :class:`Tensor` holding a copy of ``data`` (PyTorch's ``torch.tensor``): changing the
+    array it was made from later does not change the tensor. :func:`from_numpy` shares instead."""
+    if isinstance(data, Tensor):
+        data = data.data
+    t = Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
+    if hasattr(data, "dtype") and t.device.xp.may_share_memory(t.data, data):
+        t.data = t.data.copy()
+    return t
+
+
+def from_numpy(a):
+    """A ``cpu`` tensor that shares ``a``'s memory (PyTorch's ``torch.from_numpy``): changes to one
+    show in the other. ``a`` keeps its dtype (float64 stays float64)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(a).__name__}")
+    if not a.dtype.isnative:
+        raise TypeError(f"from_numpy: the array has non-native byte order {a.dtype.str!r}; sharing it "
+                        f"would hand the kernels bytes they misread: use tensor(a), which converts")
+    return Tensor._from_array(a, get_device("cpu"))
 
 
 def _make(fill, shape, dtype, device, requires_grad):

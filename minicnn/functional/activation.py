@@ -8,6 +8,7 @@ left side for leaky_relu, 0 outside the open interval (0, 6) for relu6.
 import math
 
 from ..autograd import Function
+from ..dtypes import is_kernel_float
 
 
 class ReLU(Function):
@@ -19,6 +20,8 @@ class ReLU(Function):
 
     @staticmethod
     def forward(ctx, x):
+        if not is_kernel_float(x.dtype):  # ints, float16: no kernel, same result on every device
+            return ctx.xp.where(x > 0, x, ctx.xp.zeros_like(x))
         y = ctx.kernels.relu_forward(x)
         ctx.save_for_backward(y)
         return y
@@ -30,6 +33,8 @@ class ReLU(Function):
 
 class LeakyReLU(Function):
     """y = x if x > 0 else a·x;  gx = gy · (1 if x > 0 else a)."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
@@ -60,6 +65,8 @@ class Hardtanh(Function):
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x) (computed without overflow);  gx = gy · y (1 − y)."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x):
         y = stable_sigmoid(ctx.xp, x)
@@ -74,6 +81,8 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     """y = tanh x;  gx = gy · (1 − y²)."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x):
@@ -90,6 +99,8 @@ class Tanh(Function):
 class Softmax(Function):
     """y_i = e^(x_i − m) / Σ_j e^(x_j − m) along ``dim`` (m = max, for stability);
     gx = y · (gy − Σ_j gy_j y_j)."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x, dim=-1):
@@ -109,6 +120,8 @@ class LogSoftmax(Function):
     """y = x − m − log Σ_j e^(x_j − m) along ``dim`` (log-sum-exp, stable for any x);
     gx = gy − softmax(x) · Σ_j gy_j."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, dim=-1):
         shifted = _minus_max(x, dim)
@@ -126,6 +139,8 @@ class LogSoftmax(Function):
 class GELUTanh(Function):
     """y = ½ x (1 + tanh(u)), u = √(2/π)(x + 0.044715 x³) (PyTorch's approximate='tanh');
     gx = gy · (½ (1 + t) + ½ x (1 − t²) √(2/π)(1 + 3·0.044715 x²)), t = tanh u."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x):
@@ -224,6 +239,8 @@ def gelu(x, approximate="none"):
 
 class GELUExact(Function):
     """y = x Φ(x), Φ(x) = ½(1 + erf(x/√2));  gx = gy (Φ(x) + x e^(−x²/2)/√(2π))."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x):

@@ -54,6 +54,8 @@ class Mul(Function):
 class Div(Function):
     """z = x / y;  gx = gz / y, gy = -gz * x / y²."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
@@ -98,6 +100,8 @@ class Pow(Function):
 class Exp(Function):
     """z = e^x;  gx = gz * z."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x):
         z = ctx.xp.exp(x)
@@ -112,6 +116,8 @@ class Exp(Function):
 class Log(Function):
     """z = ln x;  gx = gz / x."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -124,6 +130,8 @@ class Log(Function):
 
 class Sqrt(Function):
     """z = √x;  gx = gz / (2 z)."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x):
@@ -208,8 +216,9 @@ class ToDevice(Function):
     @staticmethod
     def forward(ctx, x, device=None, dtype=None):
         ctx.src_device, ctx.src_dtype = ctx.device, x.dtype
-        a = ctx.device.to_numpy(x) if device.name != ctx.device.name else x
-        a = device.from_numpy(a) if device.name != ctx.device.name else a.copy()
+        a = device.from_numpy(ctx.device.to_numpy(x)) if device.name != ctx.device.name else x
+        if a is x or "cuda" not in (device.name, ctx.device.name):  # cpu <-> cuda-emu share host memory
+            a = a.copy()
         if dtype is not None:
             a = a.astype(dtype, copy=False)
         ctx.device = device  # outputs live on the target device

@@ -12,6 +12,8 @@ class Dropout(Function):
     """y = x · m / (1 − p) with m ~ Bernoulli(1 − p) (broadcast: elementwise or per channel);
     gx = gy · m / (1 − p). The expectation of y is x, so eval mode is the identity."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, mask=None):
         ctx.save_for_backward(mask)

@@ -201,6 +201,8 @@ class BinaryCrossEntropy(Function):
     gy = −w (max(ln x, −100) − max(ln(1 − x), −100)).
     """
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, y, weight=None):
         xp = ctx.xp
@@ -245,6 +247,8 @@ class BCEWithLogits(Function):
     gx = w [(1 − y) − l_w σ(−x)],   gy = w [−x + (p − 1) softplus(−x)].
     """
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, y, weight=None, pos_weight=None):
         xp = ctx.xp
@@ -284,6 +288,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 class SquaredError(Function):
     """ℓ = (x − y)²;  gx = 2 (x − y) g,  gy = −gx."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, y):
         d = x - y
@@ -298,6 +304,8 @@ class SquaredError(Function):
 
 class AbsoluteError(Function):
     """ℓ = |x − y|;  gx = sign(x − y) g (0 at x = y),  gy = −gx."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x, y):
@@ -314,6 +322,8 @@ class AbsoluteError(Function):
 class SmoothL1(Function):
     """ℓ = ½ d²/β if |d| < β else |d| − ½β  (d = x − y; β = 0 gives |d|);
     gx = (d/β if |d| < β else sign d) g,  gy = −gx."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x, y, beta=1.0):

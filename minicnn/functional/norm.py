@@ -14,7 +14,7 @@ group_norm         the channels of a group + spatial axes channel
 =================  =====================================  =========================
 """
 from ..autograd import Function, no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, float_promoted
 from .basic import add, mul, sub
 from .shape import reshape
 
@@ -25,6 +25,8 @@ class Normalize(Function):
     Backward (m = number of elements averaged, means over A):
         gx = (1/σ) · (gx̂ − mean(gx̂) − x̂ · mean(gx̂ · x̂)).
     """
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x, axes=(), eps=1e-5):
@@ -99,6 +101,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         running_mean, running_var: Tensors (C,) or None (then batch statistics are always used).
         weight, bias: γ, β of shape (C,) or None.
     """
+    x = float_promoted(x)  # statistics of ints are float (in int math eps would be cast to 0)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected an input (N, C, *), got shape {x.shape}")
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
@@ -129,6 +132,7 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     ``track_running_stats`` layer); with running statistics given in training they are updated
     with the batch average of the per-instance mean and unbiased variance, as PyTorch does.
     """
+    x = float_promoted(x)  # statistics of ints are float (in int math eps would be cast to 0)
     if x.ndim < 3:
         raise ValueError(f"instance_norm: expected an input (N, C, *spatial), got shape {x.shape}")
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
@@ -156,6 +160,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
     normalized_shape = tuple(normalized_shape)
+    x = float_promoted(x)  # statistics of ints are float (in int math eps would be cast to 0)
     k = len(normalized_shape)
     if tuple(x.shape[x.ndim - k:]) != normalized_shape:
         raise ValueError(f"layer_norm: input's last dimensions must be {normalized_shape}, got input shape {x.shape}")
@@ -173,6 +178,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     """Group normalisation: channels split into ``num_groups`` groups, each (sample, group)
     standardised over its channels and spatial axes, then the per-channel affine."""
+    x = float_promoted(x)  # statistics of ints are float (in int math eps would be cast to 0)
     if x.ndim < 2:
         raise ValueError(f"group_norm: expected an input (N, C, *), got shape {x.shape}")
     C = x.shape[1]

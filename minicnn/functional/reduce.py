@@ -44,6 +44,8 @@ class Sum(Function):
 class Mean(Function):
     """y = (1/n) Σ_axes x;  gx = gy / n broadcast."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
         ctx.axes = _axes(axis, x.ndim)
@@ -83,6 +85,8 @@ class Max(Function):
 class Var(Function):
     """y = Σ (x - mean)² / (n - correction);  gx = gy · 2 (x - mean) / (n - correction)."""
 
+    float_inputs = True
+
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False, correction=1):
         ctx.axes = _axes(axis, x.ndim)
@@ -103,6 +107,8 @@ class Var(Function):
 
 class LogSumExp(Function):
     """y = log Σ_axes e^x computed as m + log Σ e^(x-m);  gx = gy · softmax(x)."""
+
+    float_inputs = True
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):

@@ -143,11 +143,8 @@ class Pad(Function):
 def _pad_source(n, left, right, mode):
     """For each output position along an axis, the input position it copies (-1: the constant)."""
     idx = np.arange(-left, n + right)
-    if mode == "constant":
-        src = np.where((idx >= 0) & (idx < n), idx, -1)
-        if left < 0 or right < 0:  # negative padding crops
-            src = idx.copy()
-        return src
+    if mode == "constant":  # a negative pad crops: idx then starts inside the axis or ends before its end
+        return np.where((idx >= 0) & (idx < n), idx, -1)
     if mode == "replicate":
         return np.clip(idx, 0, n - 1)
     if mode == "reflect":
@@ -236,7 +233,13 @@ def getitem(x, index):
 
 
 def pad(x, pad, mode="constant", value=0.0):
-    """Pad the last ``len(pad)//2`` axes; ``pad = (left, right, top, bottom, ...)`` as in PyTorch."""
+    """Pad the last ``len(pad)//2`` axes; ``pad = (left, right, top, bottom, ...)`` as in PyTorch.
+    A negative pad crops that many elements from that side (in every mode)."""
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: expected an even-length pad of at most {2 * x.ndim} values, got {pad}")
+    for k in range(len(pad) // 2):
+        n = x.shape[x.ndim - 1 - k]
+        if n + pad[2 * k] + pad[2 * k + 1] < 0:
+            raise ValueError(f"pad: padding ({pad[2 * k]}, {pad[2 * k + 1]}) of axis {x.ndim - 1 - k} would "
+                             f"leave a negative size for input shape {tuple(x.shape)}")
     return Pad.apply(x, pad=tuple(int(p) for p in pad), mode=mode, value=value)

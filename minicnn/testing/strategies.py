@@ -17,12 +17,19 @@ from ..tensor import Tensor
 
 
 def register_profiles():
-    """Profiles ``ci`` (default: modest example counts) and ``thorough`` (long runs).
+    """Profiles ``ci`` (the default), ``thorough`` (long runs) and ``dev`` (quick).
+
+    - ``ci``: 12 examples a test, *derandomized* (the same examples on every run and machine) and
+      with no example database, so a CI run never flips and never replays an earlier run's failure.
+      A failure it finds is found on every run: fix it and pin it with ``@example``.
+    - ``thorough``: 300 random examples a test (``--hypothesis-seed N`` to replay a run), with the
+      example database, for exploring before a change lands.
 
     Select with ``HYPOTHESIS_PROFILE=thorough pytest``.
     """
-    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
-    settings.register_profile("ci", max_examples=12, **common)
+    common = dict(deadline=None, print_blob=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+    settings.register_profile("ci", max_examples=12, derandomize=True, database=None, **common)
     settings.register_profile("thorough", max_examples=300, **common)
     settings.register_profile("dev", max_examples=4, **common)
 
