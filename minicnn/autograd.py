@@ -143,29 +143,34 @@ class Function:
         return tuple(results) if multi else results[0]
 
 
+def _memory_owner(a):
+    """The object that owns ``a``'s memory (NumPy and CuPy point a view's ``base`` at the owner)."""
+    base = getattr(a, "base", None)
+    return a if base is None else base
+
+
 def _versions_of_saved(ctx, inputs, outputs):
-    """The version counters of the inputs and outputs whose memory a saved array may alias, with
-    their values now: backward computes from ``ctx.saved``, so an in-place change of one of them
-    in between would silently change the gradient (:func:`_check_versions` raises instead)."""
-    saved = [s for s in ctx.saved if hasattr(s, "shape") and hasattr(s, "dtype")]
-    if not saved:
-        return ()
-    may_share = ctx.xp.may_share_memory
-    found = []
-    for what, tensors in (("input", inputs), ("output", outputs)):
-        for i, t in enumerate(tensors):
-            if any(may_share(t.data, s) for s in saved):
-                found.append((t._version, t._version.value, f"{what} {i} of {ctx.name} (shape {t.shape})"))
+    """``(counter, value now, "input"/"output", index)`` for each input and output whose memory a
+    saved array shares: backward computes from ``ctx.saved``, so an in-place change of one of them
+    in between would silently change the gradient (:func:`_check_versions` raises instead).
+    Sharing is decided by the owner of the memory (a view and its base share): two attribute
+    reads per array, not a memory-range test, since this runs for every recorded op."""
+    owners = {id(_memory_owner(a)) for a in ctx.saved if hasattr(a, "dtype")}
+    found = [(t._version, t._version.value, "input", i) for i, t in enumerate(inputs)
+             if id(_memory_owner(t.data)) in owners]
+    found += [(t._version, t._version.value, "output", i) for i, t in enumerate(outputs)
+              if id(_memory_owner(t.data)) in owners]
     return tuple(found)
 
 
 def _check_versions(ctx):
-    for counter, value, what in ctx.saved_versions:
+    for counter, value, what, i in ctx.saved_versions:
         if counter.value != value:
+            shape = ctx.inputs[i].shape if what == "input" else ctx.output_shapes[i]
             raise RuntimeError(
                 f"backward: one of the tensors needed for the gradient has been modified by an in-place "
-                f"operation: {what} is at version {counter.value}; expected version {value}. Use an "
-                f"out-of-place op, or change it only after backward")
+                f"operation: {what} {i} of {ctx.name} (shape {tuple(shape)}) is at version {counter.value}; "
+                f"expected version {value}. Use an out-of-place op, or change it only after backward")
 
 
 def check_root_grad(root, grad):
