@@ -8,13 +8,13 @@ Writes runs/lenet5-digits/ (learning curves, confusion matrix, checkpoint, summa
 """
 import argparse
 
-from minicnn.__main__ import build_parser, train
+from minicnn.__main__ import build_parser, positive_int, train
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"))
     a = p.parse_args()
     args = build_parser().parse_args(["--model", "lenet5", "--dataset", "digits", "--epochs", str(a.epochs),
                                       "--lr", "2e-3", "--device", a.device, "--augment", "--no-progress"])

@@ -18,6 +18,7 @@ import numpy as np
 
 import minicnn as mc
 from minicnn import data, metrics, optim, viz
+from minicnn.__main__ import positive_int
 from minicnn.models.localization import LocalizationNet, cxcywh_to_xyxy, localization_loss, xyxy_to_cxcywh
 
 OUT = os.path.join("runs", "05_localization")
@@ -32,11 +33,13 @@ def make_set(n, split, seed):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--train", type=int, default=8000)
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=positive_int, default=8)
+    p.add_argument("--train", type=positive_int, default=8000, help="training canvases")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the class loss, in [0, 1]")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"))
     a = p.parse_args()
+    if not 0 <= a.alpha <= 1:
+        p.error(f"argument --alpha: must be in [0, 1], got {a.alpha}")
     mc.manual_seed(0)
     x_tr, y_tr, b_tr, _ = make_set(a.train, "train", 0)
     x_te, y_te, b_te, boxes_te = make_set(1000, "test", 1)
@@ -63,13 +66,15 @@ def main():
               f"({time.perf_counter() - t0:.1f} s)")
     mean, std = data.digits_mean_std()
     raw = x_te[:16] * std + mean
-    viz.plot_images(raw, os.path.join(OUT, "predictions.png"), labels=y_te[:16], preds=pred[:16],
-                    boxes=boxes_te[:16], pred_boxes=pred_boxes[:16],
-                    title=f"accuracy {100 * acc:.1f}%, mean IoU {miou:.2f} (green truth, red prediction)")
+    picture = viz.plot_images(raw, os.path.join(OUT, "predictions.png"), labels=y_te[:16], preds=pred[:16],
+                              boxes=boxes_te[:16], pred_boxes=pred_boxes[:16],
+                              title=f"accuracy {100 * acc:.1f}%, mean IoU {miou:.2f} (green truth, red prediction)")
     summary = dict(test_accuracy=acc, mean_iou=miou, epochs=a.epochs, train_images=a.train)
     with open(os.path.join(OUT, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    print(summary)
+    print(f"test accuracy {100 * acc:.2f}%, mean IoU {miou:.3f} on {len(y_te):,} test canvases; "
+          f"picture {picture} (green truth, red prediction), numbers in {OUT}/summary.json")
+    return summary
 
 
 def evaluate(model, x, y, boxes_xyxy, device):

@@ -1,9 +1,10 @@
-"""A training loop: epochs of mini-batch gradient descent with validation metrics.
+"""A training loop: epochs of mini-batch gradient descent, each followed by held-out metrics.
 
 One step: ``loss = L(model(x), y)``; ``loss.backward()`` fills every parameter's ``grad``;
 ``optimizer.step()`` updates the parameters; ``optimizer.zero_grad()`` clears the grads.
 """
 import json
+import math
 import os
 import time
 
@@ -49,25 +50,35 @@ class Trainer:
         self.history = []
 
     def train_epoch(self, loader, epoch=0):
-        """One pass over ``loader``; returns mean loss, accuracy, seconds and images/s."""
+        """One pass over ``loader``; returns mean loss, accuracy, seconds and images/s.
+
+        Raises FloatingPointError, before the update, at the first batch whose loss is not finite
+        (the weights diverged or the data holds NaN/inf), instead of training on NaNs.
+        """
         self.model.train()
         total_loss, correct, seen = 0.0, 0, 0
         t0 = time.perf_counter()
         bar = _progress(loader, len(loader), f"epoch {epoch}", self.progress)
-        for x, y in bar:
+        for batch, (x, y) in enumerate(bar, 1):
             xt, yt = Tensor(x, device=self.device), Tensor(y, device=self.device)
             logits = self.model(xt)
             loss = self.loss_fn(logits, yt)
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"Trainer: the training loss is {value} at epoch {epoch}, batch {batch}: "
+                                         "the weights diverged (try a lower learning rate) or the data holds NaN/inf")
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
             n = len(y)
-            total_loss += float(loss.item()) * n
+            total_loss += value * n
             correct += int((logits.numpy().argmax(1) == y).sum())
             seen += n
             if bar is not loader:
                 rate = seen / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}")
+        if seen == 0:
+            raise ValueError("Trainer.train_epoch: the training loader yielded no batches")
         seconds = time.perf_counter() - t0
         if self.scheduler is not None:
             self.scheduler.step()
@@ -84,28 +95,44 @@ class Trainer:
                 labels.append(y)
         return np.concatenate(logits), np.concatenate(labels)
 
-    def evaluate(self, loader):
-        """Loss, accuracy, macro precision/recall/F1 and the confusion matrix on ``loader``."""
+    def evaluate(self, loader, split="test"):
+        """Loss, accuracy, macro precision/recall/F1 on ``loader`` as ``{split}_loss``,
+        ``{split}_acc``, ``{split}_precision``, ``{split}_recall``, ``{split}_f1``, and the
+        confusion matrix (``confusion``: counts of (true, predicted) class)."""
         logits, labels = self.predict(loader)
         with no_grad():
             loss = float(self.loss_fn(Tensor(logits), Tensor(labels)).item())
         pred = logits.argmax(1)
         p, r, f1 = metrics.precision_recall_f1(pred, labels, self.num_classes)
-        return dict(val_loss=loss, val_acc=metrics.accuracy(pred, labels), val_precision=p, val_recall=r,
-                    val_f1=f1, confusion=metrics.confusion_matrix(pred, labels, self.num_classes))
+        row = {"loss": loss, "acc": metrics.accuracy(pred, labels), "precision": p, "recall": r, "f1": f1}
+        out = {f"{split}_{k}": v for k, v in row.items()}
+        out["confusion"] = metrics.confusion_matrix(pred, labels, self.num_classes)
+        return out
 
-    def fit(self, train_loader, val_loader, epochs, out_dir=None, log=print):
-        """Train for ``epochs``; after each, evaluate, log a line and save a checkpoint."""
+    def fit(self, train_loader, test_loader, epochs, out_dir=None, log=print, split="test"):
+        """Train for ``epochs`` (>= 1); after each, evaluate on ``test_loader``, log a line and,
+        with ``out_dir``, save ``checkpoint.npz`` and ``history.json`` there.
+
+        Returns the history: one dict per epoch with ``epoch``, ``lr``, ``train_loss``,
+        ``train_acc``, ``seconds``, ``images_per_s`` and :meth:`evaluate`'s ``{split}_*``
+        metrics. ``split`` names the held-out set in the keys and the log lines: ``"test"``
+        (the default: the command line and the examples hold out the test split), or ``"val"``
+        for a validation set (``val_*`` keys, as this loop wrote before it took ``split``).
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
+            raise TypeError(f"Trainer.fit: epochs must be an integer, got {type(epochs).__name__}")
+        if epochs < 1:
+            raise ValueError(f"Trainer.fit: epochs must be >= 1, got {epochs}")
         for epoch in range(1, epochs + 1):
             row = dict(epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
             row.update(self.train_epoch(train_loader, epoch))
-            ev = self.evaluate(val_loader)
+            ev = self.evaluate(test_loader, split)
             self.last_confusion = ev.pop("confusion")
             row.update(ev)
             self.history.append(row)
             log(f"epoch {epoch:2d}  loss {row['train_loss']:.4f}  train acc {100 * row['train_acc']:.2f}%  "
-                f"val loss {row['val_loss']:.4f}  val acc {100 * row['val_acc']:.2f}%  "
-                f"macro F1 {row['val_f1']:.4f}  {row['seconds']:.1f}s ({row['images_per_s']:.0f} img/s)")
+                f"{split} loss {row[split + '_loss']:.4f}  {split} acc {100 * row[split + '_acc']:.2f}%  "
+                f"macro F1 {row[split + '_f1']:.4f}  {row['seconds']:.1f}s ({row['images_per_s']:.0f} img/s)")
             if out_dir:
                 save_checkpoint(self.model, os.path.join(out_dir, "checkpoint.npz"))
                 with open(os.path.join(out_dir, "history.json"), "w") as f:

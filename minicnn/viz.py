@@ -18,20 +18,36 @@ def _plt():
 
 
 def plot_learning_curves(history, path, title="learning curves"):
-    """Loss and accuracy per epoch, train and validation. ``history``: list of dicts with
-    ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``."""
+    """Loss and accuracy per epoch, on the training set and the held-out set.
+
+    ``history``: list of dicts (``Trainer.fit``'s) with ``epoch``, ``train_loss``, ``train_acc``
+    and the held-out ``test_loss``, ``test_acc`` (legend "test") or ``val_loss``, ``val_acc``
+    (legend "validation": ``Trainer.fit(..., split="val")``, and histories of earlier versions)."""
     plt = _plt()
+    split = _held_out_split(history)
+    label = {"test": "test", "val": "validation"}[split]
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    a1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+    a1.plot(ep, [h[f"{split}_loss"] for h in history], "s-", label=label)
     a1.set_xlabel("epoch"), a1.set_ylabel("cross-entropy"), a1.legend(), a1.set_title("loss")
     a2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train")
-    a2.plot(ep, [100 * h["val_acc"] for h in history], "s-", label="validation")
+    a2.plot(ep, [100 * h[f"{split}_acc"] for h in history], "s-", label=label)
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy (%)"), a2.legend(), a2.set_title("accuracy")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _held_out_split(history):
+    """``"test"`` or ``"val"``: the prefix of the held-out metrics every row of ``history`` has."""
+    if not history:
+        raise ValueError("plot_learning_curves: history is empty (train at least one epoch)")
+    for split in ("test", "val"):
+        if all(f"{split}_loss" in h and f"{split}_acc" in h for h in history):
+            return split
+    raise ValueError(f"plot_learning_curves: each row needs test_loss and test_acc (or val_loss and val_acc); "
+                     f"the first row has {sorted(history[0])}")
 
 
 def plot_confusion_matrix(cm, path, class_names=None, title="confusion matrix"):

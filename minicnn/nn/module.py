@@ -8,6 +8,8 @@ A Module keeps three ordered registries, filled by plain attribute assignment:
   ``named_parameters()`` and ``state_dict()``, exactly as PyTorch names them, so a
   PyTorch state_dict loads name for name.
 """
+import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -297,15 +299,22 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     def save(self, path):
-        """Save the state_dict as a NumPy ``.npz`` archive (keys are the dotted names)."""
+        """Save the state_dict as a NumPy ``.npz`` archive at exactly ``path`` (no suffix is
+        added): one array per dotted name, host copies of the parameters and buffers."""
         arrays = {k: v.numpy() for k, v in self.state_dict().items()}
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
     def load(self, path, strict=True):
-        """Load a ``.npz`` written by :meth:`save` (or any ``.npz`` of dotted names); returns self."""
-        with np.load(path) as data:
-            self.load_state_dict({k: data[k] for k in data.files}, strict=strict)
+        """Load a ``.npz`` written by :meth:`save` (or any ``.npz`` of dotted names) through
+        :meth:`load_state_dict`; returns self.
+
+        Raises:
+            ValueError: ``path`` is not a readable ``.npz`` archive of arrays (a ``.npy`` file,
+                text, a truncated or corrupted archive, pickled objects).
+            RuntimeError: the names or shapes do not match this module (see ``load_state_dict``).
+        """
+        self.load_state_dict(_read_npz(path), strict=strict)
         return self
 
     # ---- printing ----------------------------------------------------------------------------
@@ -339,6 +348,32 @@ class _IncompatibleKeys(tuple):
         if not self.missing_keys and not self.unexpected_keys:
             return "<All keys matched successfully>"
         return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+
+
+# What np.load raises for a file that is not a readable .npz of plain arrays (pickled data is
+# refused, allow_pickle=False); a missing file keeps its FileNotFoundError.
+_UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_npz(path):
+    """name -> array of the ``.npz`` archive at ``path``; ValueError naming the file if it is
+    not one (np.load returns a bare array for a ``.npy`` file)."""
+    expected = "expected a .npz archive of arrays, as Module.save writes"
+    try:
+        data = np.load(path, allow_pickle=False)
+    except _UNREADABLE as e:
+        raise ValueError(f"Module.load: {path} is not a .npz archive ({e}); {expected}") from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"Module.load: {path} holds a single array of shape {data.shape} "
+                         f"(a .npy file); {expected}")
+    with data:
+        arrays = {}
+        for name in data.files:
+            try:
+                arrays[name] = data[name]
+            except _UNREADABLE as e:
+                raise ValueError(f"Module.load: {path}: array {name!r} cannot be read ({e}); {expected}") from e
+    return arrays
 
 
 def _move_tensor(t, dev, dtype):
