@@ -236,6 +236,10 @@ def _t(*shape):
     return mc.Tensor(np.zeros(shape, dtype=np.float32))
 
 
+def _t16(*shape):
+    return mc.Tensor(np.zeros(shape, dtype=np.float16))
+
+
 ERRORS = [
     (lambda: F.conv2d(_t(1, 3, 2, 2), _t(4, 3, 3, 3)), "conv2d: the window"),
     (lambda: F.conv2d(_t(1, 3, 5, 5), _t(4, 3, 3, 3), dilation=3), "conv2d: the window"),
@@ -253,6 +257,11 @@ ERRORS = [
     (lambda: F.conv2d(_t(1, 3, 5, 5), _t(3, 1, 3, 3), groups=0), "conv2d: groups must be a positive int"),
     (lambda: F.conv2d(_t(1, 3, 5, 5), mc.Tensor(np.zeros((4, 3, 3, 3)))), "conv2d: weight dtype float64 differs"),
     (lambda: F.conv2d(np.zeros((1, 3, 5, 5)), _t(4, 3, 3, 3)), "conv2d: input must be a Tensor"),
+    (lambda: F.conv2d(_t16(1, 3, 5, 5), _t16(4, 3, 3, 3)), "conv2d: input must be float32 or float64, got float16"),
+    (lambda: F.conv_transpose1d(_t16(1, 3, 5), _t16(3, 4, 3)), "conv_transpose1d: input must be float32 or float64"),
+    (lambda: F.conv2d(_t(1, 0, 5, 5), _t(4, 0, 3, 3)), r"conv2d: the input has 0 channels \(shape \(1, 0, 5, 5\)"),
+    (lambda: F.conv2d(_t(1, 2, 0, 5), _t(4, 2, 1, 1), padding=1), r"conv2d: a spatial size of the input is 0"),
+    (lambda: F.conv2d(_t(1, 3, 5, 5), _t(0, 3, 3, 3)), r"conv2d: the weight must be non-empty"),
     (lambda: F.conv1d(_t(1, 3, 2), _t(4, 3, 3)), "conv1d: the window"),
     (lambda: F.conv1d(_t(1, 3, 5, 5), _t(4, 3, 3)), r"conv1d: expected a 3-D input \(N, C, L\)"),
     (lambda: F.conv_transpose2d(_t(1, 4, 3, 3), _t(4, 2, 3, 3), stride=2, output_padding=2),

@@ -181,6 +181,9 @@ def _x(*shape):
     (lambda: F.interpolate(_x(1, 1, 4, 4), size=3, align_corners=True), "interpolate: align_corners"),
     (lambda: F.local_response_norm(_x(2, 3), 2), "local_response_norm: input must have at least 3"),
     (lambda: F.local_response_norm(_x(1, 3, 2), 0), "local_response_norm: size"),
+    (lambda: F.local_response_norm(_x(1, 3, 2).to(dtype=np.float16), 2), "local_response_norm: input must be float32"),
+    (lambda: F.interpolate(_x(1, 3, 4).to(dtype=np.float16), size=2), "interpolate: input must be float32 or float64"),
+    (lambda: F.interpolate(_x(1, 0, 4), size=2), "interpolate: only the batch size of the input may be 0"),
 ])
 def test_errors_name_the_op_and_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):

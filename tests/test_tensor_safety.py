@@ -232,3 +232,23 @@ def test_relu_keeps_integer_and_half_dtypes_on_every_device(device, dtype):
     y = F.relu(mc.tensor(a, device=device))
     assert y.dtype == dtype
     np.testing.assert_array_equal(y.numpy(), np.maximum(a, 0))
+
+
+KERNEL_OPS = {
+    "conv2d": lambda x: F.conv2d(x, mc.tensor(np.ones((1, 1, 3, 3), dtype=x.dtype), device=x.device)),
+    "max_pool2d": lambda x: F.max_pool2d(x, 2),
+    "avg_pool2d": lambda x: F.avg_pool2d(x, 2),
+    "interpolate": lambda x: F.interpolate(x, scale_factor=2, mode="nearest"),
+    "roi_align": lambda x: F.roi_align(x, mc.tensor([[0, 0.0, 0.0, 3.0, 3.0]], device=x.device), (2, 2)),
+    "roi_pool": lambda x: F.roi_pool(x, mc.tensor([[0, 0.0, 0.0, 3.0, 3.0]], device=x.device), (2, 2)),
+    "local_response_norm": lambda x: F.local_response_norm(x, 3),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+@pytest.mark.parametrize("op", list(KERNEL_OPS))
+def test_kernel_ops_refuse_dtypes_the_kernels_cannot_take(device, op, dtype):
+    """float16 and float128 used to pass a ``kind == 'f'`` test and fail inside Numba."""
+    x = mc.tensor(np.ones((1, 1, 6, 6), dtype=dtype), device=device)
+    with pytest.raises(TypeError, match=rf"{op}: input must be float32 or float64, got {np.dtype(dtype)}"):
+        KERNEL_OPS[op](x)

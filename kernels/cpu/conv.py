@@ -32,7 +32,12 @@ Winograd F(4,3)    the same, from 56×56 output positions   36 GEMMs, 1.78× few
                                                            (``conv_winograd4.py``): (4,128,112,112)
                                                            →128 forward 45 ms vs 61 for F(2,3)
 im2col + GEMM      everything else (grouped, strided,      ``cols = im2col(block)`` in a reused
-                   dilated, few channels, small images)    per-thread workspace, one GEMM per block
+                   dilated, few channels, small images),   per-thread workspace, one GEMM per block
+                   and the Winograd shapes whose values
+                   could overflow its transforms (an inf
+                   or NaN among them, or magnitudes near
+                   the float range:
+                   ``conv_winograd.winograd_in_range``)
 =================  ======================================  ============================================
 
 Weight gradient: Winograd (``winograd_backward_weight3x3``) under the first two Winograd rules
@@ -80,7 +85,8 @@ from numba import njit, prange
 from ._im2col import COLS, Workspace, col2im_block_add, col2im_raw, im2col_block, im2col_raw, transpose_into
 from ._jit import no_refcount, no_refcount_with
 from ._threads import NUM_THREADS, over_chunks, run_tasks, sum_accumulators
-from .conv_winograd import bias_vector, winograd_backward_weight3x3, winograd_conv3x3
+from .conv_winograd import (bias_vector, max_abs, winograd_backward_weight3x3, winograd_conv3x3,
+                            winograd_in_range)
 from .conv_winograd_backward import fits_whole_images, winograd_backward3x3
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
@@ -408,7 +414,8 @@ def _is_depthwise3x3(W_shape, C_in, stride, dilation):
 
 #: ``None``: choose per shape (the table in the module docstring); ``"im2col"``, ``"winograd"``
 #: (F(2×2, 3×3)) or ``"winograd4"`` (F(4×4, 3×3)) forces a path where it applies (benchmarks and
-#: tests set it to compare the variants)
+#: tests set it to compare the variants; a forced Winograd still yields to im2col for values out of
+#: ``winograd_in_range``)
 FORCE_ALGORITHM = None
 
 #: Winograd wins from this many output positions per image (measured, module docstring)
@@ -458,6 +465,19 @@ def _winograd_tile(out_hw):
     if FORCE_ALGORITHM in ("winograd", "winograd4"):
         return 4 if FORCE_ALGORITHM == "winograd4" else 2
     return 4 if out_hw[0] * out_hw[1] >= _WINOGRAD4_MIN_POSITIONS else 2
+
+
+def _winograd_tiles(N, out_hw, tile):
+    """The tiles a Winograd weight gradient sums over: N images of ⌈OH/t⌉ × (⌈OW/t⌉ + 1) (one padding
+    tile per tile row)."""
+    return N * -(-out_hw[0] // tile) * (-(-out_hw[1] // tile) + 1)
+
+
+def _in_winograd_range(tile, terms, a, b, bias=None):
+    """:func:`winograd_in_range` for the arrays ``a``, ``b`` (and ``bias``): whether Winograd cannot
+    overflow on these values (always False when one holds an inf or NaN)."""
+    max_bias = 0.0 if bias is None else max_abs(bias)
+    return winograd_in_range(tile, terms, max_abs(a), max_abs(b), max_bias, a.dtype)
 
 
 #: columns of one im2col block: about this many elements (4 MiB of float32), see :func:`_blocks`
@@ -535,8 +555,9 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
         else:
             depthwise_forward_raw(x, W, bias_vector(bias, C_out, x.dtype), y, *stride, *padding, *dilation)
         return y
-    if _use_winograd((kH, kW), stride, dilation, G, C_in, C_out, out_hw):
-        return winograd_conv3x3(x, W, padding, out_hw, bias, tile=_winograd_tile(out_hw))
+    tile = _winograd_tile(out_hw)
+    if _use_winograd((kH, kW), stride, dilation, G, C_in, C_out, out_hw) and _in_winograd_range(tile, C_in, x, W, bias):
+        return winograd_conv3x3(x, W, padding, out_hw, bias, tile=tile)
     Wg, yv = W.reshape(G, Mg, K), y.reshape(N, G, Mg, OH * OW)
     bg = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype).reshape(G, Mg)
     pointwise = _is_pointwise((kH, kW), stride, padding, (H, Wd), out_hw)
@@ -601,7 +622,7 @@ def conv2d_bias_grad(gy):
     (NumPy's ``gy.sum((0, 2, 3))`` took 2.7 ms on (8, 256, 56, 56), one thread)."""
     gy = np.ascontiguousarray(gy)
     N, C = gy.shape[:2]
-    g3 = gy.reshape(N, C, -1)
+    g3 = gy.reshape(N, C, gy.shape[2] * gy.shape[3])  # (not -1: no answer when N·C = 0)
     gb = np.empty(C, dtype=gy.dtype)
     over_chunks(bias_grad_raw, C, g3, gb)
     return gb
@@ -622,11 +643,12 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
         else:
             depthwise_backward_input_raw(gy, W, gx, *stride, *padding, *dilation)
         return gx
-    if _use_winograd((kH, kW), stride, dilation, G, C_out, C_in, x_hw):
+    tile = _winograd_tile(x_hw)
+    if _use_winograd((kH, kW), stride, dilation, G, C_out, C_in, x_hw) and _in_winograd_range(tile, C_out, gy, W):
         # gx[c, ih, iw] = Σ W[co, c, kh, kw] gy[co, ih + ph − kh, iw + pw − kw]: a 3×3 convolution of
         # gy with the flipped, transposed filter and leading padding 2 − p
         return winograd_conv3x3(gy, W, (kH - 1 - padding[0], kW - 1 - padding[1]), x_hw, flipped_transposed=True,
-                                tile=_winograd_tile(x_hw))
+                                tile=tile)
     WgT = W.reshape(G, Mg, K).transpose(0, 2, 1)
     gyv = gy.reshape(N, G, Mg, OH * OW)
     if _is_pointwise((kH, kW), stride, padding, x_hw, (OH, OW)):
@@ -686,7 +708,8 @@ def conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs=(True, Tr
     convolution in one pass over gy (:func:`depthwise3x3_backward_raw`; measured on (8,128,56,56),
     when its planes were still filled by a non-vectorised loop: 7.8 vs 8.2 ms for the three
     kernels), and a Winograd layer on small images from one transform of gy
-    (:func:`winograd_backward3x3`, :func:`_use_winograd_backward`); every other convolution calls
+    (:func:`winograd_backward3x3`, :func:`_use_winograd_backward`, when both of its maps are in
+    ``winograd_in_range`` for these values); every other convolution calls
     :func:`conv2d_backward_input`, :func:`conv2d_backward_weight` and :func:`conv2d_bias_grad`."""
     want_gx, want_gw, want_gb = (bool(v) for v in needs)
     x, W, gy = np.ascontiguousarray(x), np.ascontiguousarray(W), np.ascontiguousarray(gy)
@@ -699,7 +722,11 @@ def conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs=(True, Tr
         depthwise3x3_backward_raw(x, gy, W, gx, gW, gb, *padding, want_gx, want_gw, want_gb)
         return gx if want_gx else None, gW if want_gw else None, gb if want_gb else None
     if want_gx and want_gw and _use_winograd_backward(x, W.shape, stride, dilation, groups, gy.shape[2:]):
-        return winograd_backward3x3(x, W, gy, padding, True, True, want_gb)
+        max_x, max_gy, max_w = max_abs(x), max_abs(gy), max_abs(W)  # gy's once for both maps
+        tiles = _winograd_tiles(x.shape[0], gy.shape[2:], 2)
+        if (winograd_in_range(2, gy.shape[1], max_gy, max_w, 0.0, x.dtype)
+                and winograd_in_range(2, tiles, max_x, max_gy, 0.0, x.dtype)):
+            return winograd_backward3x3(x, W, gy, padding, True, True, want_gb)
     gx = conv2d_backward_input(gy, W, x.shape[2:], stride, padding, dilation, groups) if want_gx else None
     gW = conv2d_backward_weight(x, gy, W.shape[2:], stride, padding, dilation, groups) if want_gw else None
     gb = conv2d_bias_grad(gy) if want_gb else None
@@ -722,8 +749,10 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         else:
             depthwise_backward_weight_raw(x, gy, gW, *stride, *padding, *dilation)
         return gW
-    if _use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True):
-        return winograd_backward_weight3x3(x, gy, padding, tile=_winograd_tile((OH, OW)))
+    tile = _winograd_tile((OH, OW))
+    if (_use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True)
+            and _in_winograd_range(tile, _winograd_tiles(N, (OH, OW), tile), x, gy)):
+        return winograd_backward_weight3x3(x, gy, padding, tile=tile)
     pointwise = _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW))
     xv, gyv = x.reshape(N, G, Cg, H * Wd), gy.reshape(N, G, Mg, OH * OW)
 

@@ -181,6 +181,13 @@ def _planes(a):
     return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
 
 
+def _flat_planes(a):
+    """``a`` (N, C, H, W) as a contiguous (N·C, H·W) array (sizes spelled out: ``reshape(P, -1)``
+    has no answer for an empty batch)."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2] * a.shape[3])
+
+
 def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode):
     """``(y, idx)``: x (N, C, H, W) -> y (N, C, OH, OW), idx int64 (flat ``h·W + w``)."""
     N, C, H, W = x.shape
@@ -201,8 +208,7 @@ def _scatter_add(src, idx, out_hw):
     """(N, C, *) values scattered (added) into (N, C, *out_hw) planes at the flat ``idx``."""
     N, C = src.shape[:2]
     out = np.zeros((N, C, out_hw[0], out_hw[1]), dtype=src.dtype)
-    _scatter_add_planes(np.ascontiguousarray(src).reshape(N * C, -1),
-                        np.ascontiguousarray(idx).reshape(N * C, -1), out.reshape(N * C, -1))
+    _scatter_add_planes(_flat_planes(src), _flat_planes(idx), _flat_planes(out))
     return out
 
 
@@ -287,8 +293,6 @@ def max_unpool2d_forward(x, idx, out_hw):
 
 def max_unpool2d_backward(gy, idx):
     """Gather ``gx = gy[n, c].flat[idx]``, shaped like ``idx``."""
-    N, C = idx.shape[:2]
     gx = np.empty(idx.shape, dtype=gy.dtype)
-    _gather_planes(np.ascontiguousarray(gy).reshape(N * C, -1), np.ascontiguousarray(idx).reshape(N * C, -1),
-                   gx.reshape(N * C, -1))
+    _gather_planes(_flat_planes(gy), _flat_planes(idx), _flat_planes(gx))
     return gx

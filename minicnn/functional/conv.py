@@ -24,11 +24,18 @@ kernels with the roles swapped (weight layout ``(C_in, C_out/G, kH, kW)``, as Py
 gradients lose it again. The kernels take the leading padding and the output size explicitly, so
 PyTorch's asymmetric ``padding="same"`` (an odd total puts the extra zero at the end) and
 ``output_padding`` are no special case.
+
+Sizes, as PyTorch: an empty batch (N = 0) gives an empty output and zero weight and bias gradients
+(no kernel runs); its spatial sizes may be 0 too (where the padded input still holds a window, and
+a transposed convolution's output may then be empty). Every other size must be non-zero, also
+C_in (where PyTorch returns 0 output channels whatever the weight). Every size, geometry value
+and element count must fit the kernels' 32-bit int indexing (``kernels/geometry.py``).
 """
 import numpy as np
 
 from ..autograd import Function
-from ..kernels.geometry import as_tuple, output_shape, transposed_output_size
+from ..dtypes import check_float
+from ..kernels.geometry import as_tuple, check_numel, output_shape, transposed_output_size
 from ..tensor import Tensor
 
 
@@ -38,7 +45,10 @@ def _add_unit_axis(a):
 
 
 class _ConvBase(Function):
-    """Shared bookkeeping: the 1-D <-> 2-D views and which gradients backward returns.
+    """Shared bookkeeping: the 1-D <-> 2-D views, which gradients backward returns, and empty batches.
+
+    An empty batch (N = 0) runs no kernel: the output is the empty ``(0, C_out, OH, OW)`` array,
+    gx is empty and gW, gb are zeros (sums over no images).
 
     ``fresh_grads``: every device's backward kernels return newly allocated gx, gW and gb (a
     reshaped or 1-D-sliced one is a view, which the engine still copies)."""
@@ -68,6 +78,14 @@ class _ConvBase(Function):
         return y[:, :, 0, :] if ctx.dims == 1 else y
 
     @staticmethod
+    def _empty_batch_grads(ctx, x, W, C_out):
+        """``(gx, gW, gb)`` of an empty batch, those wanted by ``ctx.needs_input_grad`` (else None)."""
+        needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
+        xp = ctx.xp
+        return (xp.zeros_like(x) if needs[0] else None, xp.zeros_like(W) if needs[1] else None,
+                xp.zeros(C_out, dtype=x.dtype) if needs[2] else None)
+
+    @staticmethod
     def _grads(ctx, gx, gW, gb):
         """What backward returns: 1-D layers' gradients back to (N, C, L) (views), and gb only when
         the op had a bias input."""
@@ -89,12 +107,16 @@ class Conv2d(_ConvBase):
     def forward(ctx, x, W, b=None, dims=2, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                 out_hw=None):
         x, W = _ConvBase._prepare(ctx, x, W, dims, (stride, padding, dilation, groups))
+        if x.shape[0] == 0:
+            return _ConvBase._finish(ctx, ctx.xp.zeros((0, W.shape[0]) + tuple(out_hw), dtype=x.dtype), None)
         y = ctx.kernels.conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, b)  # b fused
         return _ConvBase._finish(ctx, y, None)
 
     @staticmethod
     def backward(ctx, gy):
         x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
+        if x.shape[0] == 0:
+            return _ConvBase._grads(ctx, *_ConvBase._empty_batch_grads(ctx, x, W, W.shape[0]))
         needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
         # one kernel call for the wanted gradients (the CPU fuses them for 3×3 depthwise layers)
         gx, gW, gb = ctx.kernels.conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
@@ -112,12 +134,17 @@ class ConvTranspose2d(_ConvBase):
     def forward(ctx, x, W, b=None, dims=2, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                 out_hw=None):
         x, W = _ConvBase._prepare(ctx, x, W, dims, (stride, padding, dilation, groups))
-        y = ctx.kernels.conv2d_backward_input(x, W, out_hw, stride, padding, dilation, groups)
+        if x.shape[0] == 0:
+            y = ctx.xp.zeros((0, W.shape[1] * groups) + tuple(out_hw), dtype=x.dtype)
+        else:
+            y = ctx.kernels.conv2d_backward_input(x, W, out_hw, stride, padding, dilation, groups)
         return _ConvBase._finish(ctx, y, b)
 
     @staticmethod
     def backward(ctx, gy):
         x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
+        if x.shape[0] == 0:
+            return _ConvBase._grads(ctx, *_ConvBase._empty_batch_grads(ctx, x, W, W.shape[1] * groups))
         needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
         gx, gW, gb = ctx.kernels.conv_transpose2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
         return _ConvBase._grads(ctx, gx, gW, gb)
@@ -143,11 +170,20 @@ def _check_tensors(op, x, weight, bias, dims, weight_layout):
         raise ValueError(f"{op}: expected a {dims + 2}-D input {_LAYOUT[dims]}, got shape {x.shape}")
     if weight.ndim != dims + 2:
         raise ValueError(f"{op}: expected a {dims + 2}-D weight {weight_layout}, got shape {weight.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be float32 or float64, got {x.dtype}")
+    check_float(op, "input", x)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != x.dtype:
             raise TypeError(f"{op}: {name} dtype {t.dtype} differs from the input dtype {x.dtype}")
+    # PyTorch's rules, but for C_in = 0, where PyTorch returns an output of 0 channels whatever the weight
+    if x.shape[1] == 0:
+        raise ValueError(f"{op}: the input has 0 channels (shape {x.shape} {_LAYOUT[dims]}); at least 1 is needed")
+    if 0 in x.shape[2:] and x.shape[0] > 0:
+        raise ValueError(f"{op}: a spatial size of the input is 0 (shape {x.shape} {_LAYOUT[dims]}), which only an "
+                         f"empty batch (N = 0) may have")
+    if 0 in weight.shape:
+        raise ValueError(f"{op}: the weight must be non-empty, got shape {weight.shape} {weight_layout}")
+    check_numel(op, "input", x.shape)
+    check_numel(op, "weight", weight.shape)
 
 
 def _check_groups(op, groups, C_in):
@@ -201,6 +237,7 @@ def _conv(op, dims, x, weight, bias, stride, padding, dilation, groups):
         out = tuple(sizes)
     else:
         out = output_shape(sizes, kernel, stride, sym, dilation, op=op)
+    check_numel(op, "output", (x.shape[0], C_out) + tuple(out))
     return _apply_2d(Conv2d, dims, x, weight, bias, stride, lead, dilation, groups, out)
 
 
@@ -226,9 +263,11 @@ def _conv_transpose(op, dims, x, weight, bias, stride, padding, output_padding, 
         if k < 1 or s < 1 or d < 1 or p < 0:
             raise ValueError(f"{op}: kernel, stride, dilation must be >= 1 and padding >= 0, got kernel={k}, "
                              f"stride={s}, padding={p}, dilation={d} (axis {axis})")
-    out = tuple(transposed_output_size(n, k, s, p, d, op_, op=op, axis=axis)
+    min_size = 0 if x.shape[0] == 0 else 1  # an empty batch may also have an empty output map (PyTorch)
+    out = tuple(transposed_output_size(n, k, s, p, d, op_, op=op, axis=axis, min_size=min_size)
                 for axis, (n, k, s, p, d, op_) in enumerate(zip(x.shape[2:], kernel, stride, padding, dilation,
                                                                output_padding)))
+    check_numel(op, "output", (x.shape[0], C_out) + out)
     return _apply_2d(ConvTranspose2d, dims, x, weight, bias, stride, padding, dilation, groups, out)
 
 

@@ -12,6 +12,7 @@ Backward (``j ∈ W(c)`` ⇔ ``c ∈ W'(j) = [j − ⌊(n−1)/2⌋, j + ⌊n/2�
 Written once against ``xp``; no hand kernel.
 """
 from ..autograd import Function
+from ..dtypes import check_float
 from ..tensor import Tensor
 
 
@@ -65,8 +66,7 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
         raise TypeError(f"local_response_norm: input must be a Tensor, got {type(x).__name__}")
     if x.ndim < 3:
         raise ValueError(f"local_response_norm: input must have at least 3 dimensions (N, C, *), got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"local_response_norm: input must be float32 or float64, got {x.dtype}")
+    check_float("local_response_norm", "input", x)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
     return LocalResponseNorm.apply(x, size=size, alpha=float(alpha), beta=float(beta), k=float(k))

@@ -3,26 +3,47 @@
 Every op works on ``(N, C, H, W)`` planes (1-D ops add a unit ``H`` axis; unbatched inputs
 add a unit ``N`` axis). The math of each kernel is in ``kernels/reference/pool.py``; the
 geometry (output size, ``ceil_mode``) is ``kernels/geometry.py``.
+
+Zero sizes follow PyTorch, op by op: max and average pooling accept an empty batch (``N = 0``);
+adaptive max pooling and max-unpooling also ``C = 0`` of an unbatched ``(C, H, W)`` input;
+adaptive average pooling any ``N`` and ``C``; the spatial sizes must be non-zero (there PyTorch's
+``adaptive_avg_pool2d(x, 1)`` alone returns NaN, through a shortcut that its general path
+refuses; we refuse it). An empty input gives the empty output and gradient (the kernels of every
+device loop over no planes). Every size and element count must fit the kernels' 32-bit int
+indexing (``kernels/geometry.py``).
 """
 from ..autograd import Function
-from ..kernels.geometry import as_tuple, output_shape
+from ..dtypes import check_float
+from ..kernels.geometry import as_tuple, check_int32, check_numel, output_shape
 from ..tensor import Tensor
 from .shape import reshape
 
 
 # ---- validation -------------------------------------------------------------------------------
-def _check_input(x, op, spatial):
-    """``x`` must be a float Tensor of ``spatial + 1`` (unbatched) or ``spatial + 2`` dims."""
+def _check_input(x, op, spatial, nonempty_from=None):
+    """``x`` must be a float Tensor of ``spatial + 1`` (unbatched) or ``spatial + 2`` dims whose
+    sizes from dimension ``nonempty_from`` on are non-zero (default: all but a batched input's N;
+    PyTorch's rule for each op, see the module docstring)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
     names = {1: ("(C, L)", "(N, C, L)"), 2: ("(C, H, W)", "(N, C, H, W)")}[spatial]
     if x.ndim not in (spatial + 1, spatial + 2):
         raise ValueError(f"{op}: input must be {spatial + 1}-D {names[0]} or {spatial + 2}-D {names[1]}, "
                          f"got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be float32 or float64, got {x.dtype}")
-    if x.size == 0:
-        raise ValueError(f"{op}: input must be non-empty, got shape {x.shape}")
+    check_float(op, "input", x)
+    first = x.ndim - spatial - 1 if nonempty_from is None else nonempty_from
+    if 0 in x.shape[first:]:
+        layout = names[x.ndim - spatial - 1][1:-1].split(", ")
+        raise ValueError(f"{op}: sizes {', '.join(layout[first:])} of the input {names[x.ndim - spatial - 1]} "
+                         f"must be non-zero (as in PyTorch), got shape {x.shape}")
+    check_numel(op, "input", x.shape)
+
+
+def _check_out_size(op, name, batch, out_hw):
+    """Each output size, and the (N, C, OH, OW) output's element count, within the int32 limit."""
+    for axis, n in enumerate(out_hw):
+        check_int32(op, f"{name} (axis {axis})", n)
+    check_numel(op, "output", tuple(batch) + tuple(out_hw))
 
 
 def _window_args(op, n, kernel_size, stride, padding, dilation=1):
@@ -84,7 +105,8 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
     if spatial == 1:
         kernel, stride, padding, dilation = ((1,) + kernel, (1,) + stride, (0,) + padding, (1,) + dilation)
     x4, restore = _as_planes(x, spatial)
-    output_shape(x4.shape[2:], kernel, stride, padding, dilation, ceil_mode, op)  # geometry errors name op
+    out = output_shape(x4.shape[2:], kernel, stride, padding, dilation, ceil_mode, op)  # geometry errors name op
+    check_numel(op, "output", x4.shape[:2] + out)
     y, idx = MaxPool2d.apply(x4, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                              ceil_mode=bool(ceil_mode))
     return (restore(y), restore(idx)) if return_indices else restore(y)
@@ -147,7 +169,8 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
     if spatial == 1:
         kernel, stride, padding = (1,) + kernel, (1,) + stride, (0,) + padding
     x4, restore = _as_planes(x, spatial)
-    output_shape(x4.shape[2:], kernel, stride, padding, (1, 1), ceil_mode, op)
+    out = output_shape(x4.shape[2:], kernel, stride, padding, (1, 1), ceil_mode, op)
+    check_numel(op, "output", x4.shape[:2] + out)
     y = AvgPool2d.apply(x4, kernel=kernel, stride=stride, padding=padding, ceil_mode=bool(ceil_mode),
                         count_include_pad=bool(count_include_pad), divisor_override=divisor_override or 0)
     return restore(y)
@@ -238,18 +261,22 @@ def adaptive_avg_pool2d(x, output_size):
         >>> F.adaptive_avg_pool2d(x, (7, 7)).shape  # (N, C, 7, 7)
     """
     op = "adaptive_avg_pool2d"
-    _check_input(x, op, 2)
+    _check_input(x, op, 2, nonempty_from=x.ndim - 2)
     x4, restore = _as_planes(x, 2)
-    return restore(AdaptiveAvgPool2d.apply(x4, out_hw=_adaptive_size(op, output_size, x4.shape[2:])))
+    out_hw = _adaptive_size(op, output_size, x4.shape[2:])
+    _check_out_size(op, "output_size", x4.shape[:2], out_hw)
+    return restore(AdaptiveAvgPool2d.apply(x4, out_hw=out_hw))
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False):
     """Max over adaptive bins (see :func:`adaptive_avg_pool2d`); ``return_indices`` adds int64
     flat indices ``h·W + w``. The first maximum of a bin wins and takes the gradient."""
     op = "adaptive_max_pool2d"
-    _check_input(x, op, 2)
+    _check_input(x, op, 2, nonempty_from=1)
     x4, restore = _as_planes(x, 2)
-    y, idx = AdaptiveMaxPool2d.apply(x4, out_hw=_adaptive_size(op, output_size, x4.shape[2:]))
+    out_hw = _adaptive_size(op, output_size, x4.shape[2:])
+    _check_out_size(op, "output_size", x4.shape[:2], out_hw)
+    y, idx = AdaptiveMaxPool2d.apply(x4, out_hw=out_hw)
     return (restore(y), restore(idx)) if return_indices else restore(y)
 
 
@@ -320,7 +347,7 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
         >>> F.max_unpool2d(y, idx, 2).shape == x.shape
     """
     op = "max_unpool2d"
-    _check_input(x, op, 2)
+    _check_input(x, op, 2, nonempty_from=1)
     kernel = as_tuple(kernel_size, 2, "kernel_size", op)
     stride = kernel if stride is None else as_tuple(stride, 2, "stride", op)
     padding = as_tuple(padding, 2, "padding", op)
@@ -331,8 +358,9 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
         raise TypeError(f"{op}: indices must be integers, got dtype {idx.dtype}")
     x4, restore = _as_planes(x, 2)
     out_hw = _unpool_size(op, x4.shape[2:], kernel, stride, padding, output_size)
+    _check_out_size(op, "output size", x4.shape[:2], out_hw)
     plane = out_hw[0] * out_hw[1]
-    lo, hi = int(idx.min()), int(idx.max())
+    lo, hi = (int(idx.min()), int(idx.max())) if idx.size else (0, 0)
     if lo < 0 or hi >= plane:
         raise ValueError(f"{op}: indices must lie in [0, {plane}) for an output plane of {out_hw}, "
                          f"found values in [{lo}, {hi}]")

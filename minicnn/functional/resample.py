@@ -16,6 +16,8 @@ import math
 import numpy as np
 
 from ..autograd import Function
+from ..dtypes import check_float
+from ..kernels.geometry import check_int32, check_numel
 from ..tensor import Tensor
 from .shape import reshape
 
@@ -153,13 +155,18 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if x.ndim not in wanted:
         raise ValueError(f"interpolate: mode {mode!r} expects a {' or '.join(f'{d}-D' for d in wanted)} input, "
                          f"got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"interpolate: input must be float32 or float64, got {x.dtype}")
+    check_float("interpolate", "input", x)
+    if 0 in x.shape[1:]:  # PyTorch's rule: an empty batch only
+        raise ValueError(f"interpolate: only the batch size of the input may be 0, got shape {x.shape}")
     if mode == "nearest" and align_corners is not None:
         raise ValueError("interpolate: align_corners can only be set with the interpolating modes "
                          "'linear' and 'bilinear', got mode='nearest'")
     in_sizes = x.shape[2:]
     out_sizes, scales = _output_geometry(in_sizes, size, scale_factor, recompute_scale_factor)
+    for axis, n in enumerate(out_sizes):
+        check_int32("interpolate", f"output size (axis {axis})", n)
+    check_numel("interpolate", "input", x.shape)
+    check_numel("interpolate", "output", x.shape[:2] + out_sizes)
     if x.ndim == 3:  # 1-D: a unit H axis that maps onto itself
         x4 = reshape(x, x.shape[:2] + (1,) + in_sizes)
         in_hw, out_hw, scales = (1,) + in_sizes, (1,) + out_sizes, (None,) + scales
