@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
@@ -46,6 +46,47 @@ def test_box_area_and_iou_match_plain_formulas(a, b):
     assert isinstance(got, mc.Tensor)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(F.box_iou(a, a).diagonal()[(a[:, 2] > a[:, 0]) & (a[:, 3] > a[:, 1])], 1.0)
+
+
+# (dtype, exponent): float32 spans 2**±126, float64 2**±1022
+_SCALINGS = st.one_of(st.tuples(st.just(np.float64), st.integers(-1000, 1015)),
+                      st.tuples(st.just(np.float32), st.integers(-100, 100)))
+_UNIT = np.array([[0.0, 0, 1, 1]])
+
+
+@given(a=box_arrays(), b=box_arrays(), scaling=_SCALINGS)
+@example(a=_UNIT, b=_UNIT, scaling=(np.float64, 512))  # the areas overflowed to inf: IoU 0, not 1
+@example(a=_UNIT, b=_UNIT, scaling=(np.float64, -540))  # the areas underflowed to 0: IoU 0, not 1
+@example(a=_UNIT, b=_UNIT, scaling=(np.float32, 66))
+def test_box_iou_is_invariant_under_power_of_two_scaling(a, b, scaling):
+    """Scaling both sets by 2**e is exact and IoU is scale-free: the IoU of boxes near the top or the
+    bottom of the float range is the IoU of the unscaled boxes."""
+    dtype, exponent = scaling
+    a, b = a.astype(dtype), b.astype(dtype)
+    sa, sb = np.ldexp(a, exponent).astype(dtype), np.ldexp(b, exponent).astype(dtype)
+    assume(np.isfinite(sa).all() and np.isfinite(sb).all())
+    assume((np.ldexp(sa, -exponent) == a).all() and (np.ldexp(sb, -exponent) == b).all())  # exact scaling
+    want = np.array([[box_pair_iou(p, q) for q in b.astype(np.float64)] for p in a.astype(np.float64)])
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for got in (F.box_iou(sa, sb), F.box_iou(mc.Tensor(sa), mc.Tensor(sb)).numpy()):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want.reshape(len(a), len(b)), rtol=rtol, atol=rtol)
+
+
+@fixture_ok
+@given(n=st.integers(0, 3))
+def test_zero_boxes_give_empty_results(device, n):
+    """Every utility takes 0 boxes, on every device, and returns the correctly shaped empty result."""
+    for dtype in (np.float32, np.float64):
+        empty = mc.Tensor(np.zeros((0, 4), dtype), device=device)
+        some = mc.Tensor(np.tile(np.array([[0, 0, 2, 3]], dtype), (n, 1)), device=device)
+        cases = [(F.box_area(empty), (0,)), (F.box_iou(empty, some), (0, n)), (F.box_iou(some, empty), (n, 0)),
+                 (F.clip_boxes_to_image(empty, (4, 4)), (0, 4)), (F.remove_small_boxes(empty, 1.0), (0,)),
+                 (F.encode_boxes(empty, empty), (0, 4)),
+                 (F.decode_boxes(mc.Tensor(np.zeros((0, 8), dtype), device=device), empty), (0, 8))]
+        for got, shape in cases:
+            assert isinstance(got, mc.Tensor) and got.device.name == device and got.shape == shape
+            assert got.dtype == (np.int64 if got is cases[4][0] else dtype)
 
 
 @given(g=box_arrays(min_n=1, min_size=0.5), p=box_arrays(min_n=1, min_size=0.5),

@@ -1,7 +1,7 @@
 """NMS and batched NMS: invariants, the plain reference, device parity, bad input."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
@@ -104,18 +104,60 @@ def test_batched_nms_equals_per_class_nms(device, det, thr, n_classes, data):
     idxs = rng.integers(0, n_classes, size=len(boxes)) * 7 - 3  # arbitrary (negative) category ids
     got = F.batched_nms(mc.Tensor(boxes, device=device), mc.Tensor(scores, device=device),
                         mc.Tensor(idxs, device=device), thr).numpy()
+    np.testing.assert_array_equal(got, _per_class_reference(boxes, scores, idxs, thr))
+
+
+def _per_class_reference(boxes, scores, idxs, thr):
+    """Plain NMS of each category apart, merged by decreasing score (ties: lower index first)."""
     merged = []
     for c in np.unique(idxs):
         members = np.flatnonzero(idxs == c)
         merged.extend(members[R.nms(boxes[members], scores[members], thr)])
-    merged = np.array(sorted(merged, key=lambda i: (-scores[i], i)), dtype=np.int64)
-    np.testing.assert_array_equal(got, merged)
+    return np.array(sorted(merged, key=lambda i: (-scores[i], i)), dtype=np.int64)
 
 
-def test_empty_and_array_inputs():
+@fixture_ok
+@given(det=detections(max_n=30, negative=True), thr=st.sampled_from(THRESHOLDS), exponent=st.integers(-1000, 1016),
+       n_classes=st.integers(1, 3), seed=st.integers(0, 1000))
+@example(det=(np.array([[0.0, 0, 1, 1], [0, 0, 1, 1]]), np.array([0.9, 0.8])), thr=0.5, exponent=512,
+         n_classes=1, seed=0)  # identical boxes at 2**512: the areas overflowed to inf, IoU was NaN
+@example(det=(np.array([[-8.0, -8, 8, 8], [-8, -8, 8, 8]]), np.array([0.9, 0.8])), thr=0.5, exponent=1019,
+         n_classes=1, seed=0)  # x2 − x1 = 2**1024 overflows before any area
+def test_nms_is_invariant_under_power_of_two_scaling(device, det, thr, exponent, n_classes, seed):
+    """IoU is scale-free and scaling by 2**e is exact: boxes scaled up to ~1e308 or down to ~1e-300
+    keep the indices the reference keeps for the unscaled boxes (nms and batched_nms)."""
+    boxes, scores = det
+    scaled = np.ldexp(boxes, exponent)
+    assume(np.isfinite(scaled).all())
+    assert (np.ldexp(scaled, -exponent) == boxes).all()  # exact: no underflow either
+    on = lambda a: mc.Tensor(a, device=device)  # noqa: E731
+    keep = F.nms(on(scaled), on(scores), thr).numpy()
+    np.testing.assert_array_equal(keep, R.nms(boxes, scores, thr))
+    idxs = np.random.default_rng(seed).integers(0, n_classes, size=len(boxes))
+    got = F.batched_nms(on(scaled), on(scores), on(idxs), thr).numpy()
+    np.testing.assert_array_equal(got, _per_class_reference(boxes, scores, idxs, thr))
+
+
+def test_batched_nms_categories_far_apart():
+    """Coordinates ±1e308 in different categories: the per-category offset overflowed to inf."""
+    boxes = np.array([[-1e308, -1e308, -9e307, -9e307], [-1e308, -1e308, -9e307, -9e307],
+                      [9e307, 9e307, 1e308, 1e308], [9e307, 9e307, 1e308, 1e308], [0, 0, 1, 1.0]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    idxs = np.array([0, 0, 1, 1, 2])
+    for device in ("cpu", "cuda-emu"):
+        got = F.batched_nms(mc.Tensor(boxes, device=device), mc.Tensor(scores, device=device),
+                            mc.Tensor(idxs, device=device), 0.5).numpy()
+        np.testing.assert_array_equal(got, [0, 2, 4])
+
+
+def test_empty_and_array_inputs(device):
     empty = F.nms(np.zeros((0, 4)), np.zeros(0), 0.5)
     assert empty.shape == (0,) and empty.dtype == np.int64
     assert F.batched_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64), 0.5).shape == (0,)
+    for dtype in (np.float32, np.float64):
+        b, s = mc.Tensor(np.zeros((0, 4), dtype), device=device), mc.Tensor(np.zeros(0, dtype), device=device)
+        for keep in (F.nms(b, s, 0.5), F.batched_nms(b, s, mc.Tensor(np.zeros(0, np.int64), device=device), 0.5)):
+            assert keep.shape == (0,) and keep.dtype == np.int64 and keep.device.name == device
 
 
 @pytest.mark.parametrize("op", ["nms", "batched_nms"])

@@ -1,4 +1,4 @@
-"""Numba non-maximum suppression over boxes already sorted by score (greedy loop).
+"""Numba non-maximum suppression over boxes already sorted by score (greedy loop), within categories.
 
 The IoU is evaluated in float64 with the operations of ``kernels/reference/nms.py`` in the same
 order (Numba, without ``fastmath``, never contracts ``a*b + c`` into an FMA), so the decisions
@@ -22,7 +22,7 @@ def _iou(b, i, j):
 
 
 @njit(cache=True)
-def _nms_sorted(boxes, iou_threshold, keep):
+def _nms_sorted(boxes, categories, iou_threshold, keep):
     n = boxes.shape[0]
     suppressed = np.zeros(n, dtype=np.bool_)
     n_keep = 0
@@ -32,14 +32,16 @@ def _nms_sorted(boxes, iou_threshold, keep):
         keep[n_keep] = i
         n_keep += 1
         for j in range(i + 1, n):
-            if not suppressed[j] and _iou(boxes, i, j) > iou_threshold:
+            if not suppressed[j] and categories[j] == categories[i] and _iou(boxes, i, j) > iou_threshold:
                 suppressed[j] = True
     return n_keep
 
 
-def nms_sorted(boxes, iou_threshold):
-    """Positions (int64, increasing) of the boxes kept by greedy NMS; ``boxes`` sorted by score."""
+def nms_sorted(boxes, categories, iou_threshold):
+    """Positions (int64, increasing) of the boxes kept by greedy NMS; ``boxes`` sorted by score.
+    A box only suppresses boxes of its own category (``categories``: int64, one per box)."""
     boxes = np.ascontiguousarray(boxes, dtype=np.float64)
+    categories = np.ascontiguousarray(categories, dtype=np.int64)
     keep = np.empty(boxes.shape[0], dtype=np.int64)
-    n_keep = _nms_sorted(boxes, float(iou_threshold), keep) if boxes.shape[0] else 0
+    n_keep = _nms_sorted(boxes, categories, float(iou_threshold), keep) if boxes.shape[0] else 0
     return keep[:n_keep].copy()

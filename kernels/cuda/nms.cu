@@ -5,6 +5,7 @@
 // only suppress boxes ranked after it). The column tile's boxes are staged in shared memory; thread
 // t builds one unsigned long long whose bit j says "row box t suppresses column box j" and writes it
 // to mask[row_box * col_blocks + col]. The host then scans the boxes in order (kernels/cuda/nms.py).
+// A box only suppresses boxes of its own category (categories[i]; batched_nms).
 //
 // IoU in double, with the operations of kernels/reference/nms.py in the same order; mul/add are
 // the _rn intrinsics so that NVRTC cannot contract them into an FMA (results equal the CPU's bit for
@@ -34,15 +35,18 @@ __device__ inline bool suppresses(const double* a, const double* b, double thres
     return iou > threshold;
 }
 
-extern "C" __global__ void nms_mask(const scalar_t* boxes, unsigned long long* mask, int n, scalar_t threshold) {
+extern "C" __global__ void nms_mask(const scalar_t* boxes, const long long* categories, unsigned long long* mask,
+                                    int n, scalar_t threshold) {
     const int row = blockIdx.y, col = blockIdx.x;
     if (row > col) return;  // lower triangle: never read by the host scan
     const int row_size = min(n - row * NMS_TILE, NMS_TILE);
     const int col_size = min(n - col * NMS_TILE, NMS_TILE);
 
     __shared__ double tile[NMS_TILE * 4];
+    __shared__ long long tile_category[NMS_TILE];
     if ((int)threadIdx.x < col_size) {
         for (int d = 0; d < 4; ++d) tile[threadIdx.x * 4 + d] = boxes[(col * NMS_TILE + threadIdx.x) * 4 + d];
+        tile_category[threadIdx.x] = categories[col * NMS_TILE + threadIdx.x];
     }
     __syncthreads();
 
@@ -50,10 +54,11 @@ extern "C" __global__ void nms_mask(const scalar_t* boxes, unsigned long long* m
         const int box = row * NMS_TILE + threadIdx.x;
         double self[4];
         for (int d = 0; d < 4; ++d) self[d] = boxes[box * 4 + d];
+        const long long category = categories[box];
         unsigned long long bits = 0;
         const int start = (row == col) ? threadIdx.x + 1 : 0;  // only boxes ranked after this one
         for (int j = start; j < col_size; ++j) {
-            if (suppresses(self, tile + j * 4, threshold)) bits |= 1ull << j;
+            if (tile_category[j] == category && suppresses(self, tile + j * 4, threshold)) bits |= 1ull << j;
         }
         const int col_blocks = (n + NMS_TILE - 1) / NMS_TILE;
         mask[(long long)box * col_blocks + col] = bits;

@@ -1,7 +1,14 @@
 // RoI pool (Fast R-CNN) and RoI align (Mask R-CNN); the math is in kernels/reference/roi.py.
 //
-// One thread per output element (k, c, ph, pw). Everything is computed in scalar_t, in the same
-// order as the reference and the CPU kernels.
+// RoI pool: one thread per output element (k, c, ph, pw).
+// RoI align, in its separable form (kernels/reference/roi.py): roi_align_weights (one thread per
+// RoI and bin row/column) writes each bin row's weights over the H rows and each bin column's over
+// the W columns, with the range of pixels they touch; the forward and backward kernels (one thread
+// per output element) then read them: y = Σ_h wy[h] · Σ_w wx[w] · x[h, w]. A weight thread visits
+// only the samples that land in [-1, H] (found by bisection: the coordinates are monotone in the
+// sample index), so its work is at most sampling_ratio samples, or about 2·(H + 2) with adaptive
+// sampling however large the box; sample indices and grid sizes are 64-bit.
+// Everything is computed in scalar_t, in the same order as the CPU kernels.
 //
 // Backward uses atomicAdd: the design's one allowed exception to gather-form backward. A pixel
 // can be read by any number of RoIs and bins (RoIs overlap arbitrarily), so a gather would loop
@@ -41,8 +48,14 @@ __device__ inline scalar_t negative_infinity() {
     return (scalar_t)__longlong_as_double((long long)0xfff0000000000000ull);
 }
 
-// floor(v + 0.5): half rounds up, identically on every device (not round(), not rint()).
-__device__ inline scalar_t round_half_up(scalar_t v) { return floor(add_rn(v, (scalar_t)0.5)); }
+// C's round(): half away from zero, as torchvision (written out so that every device, the CPU
+// kernels included, evaluates the same exact steps: v - floor(v) is exact).
+__device__ inline scalar_t round_half_away(scalar_t v) {
+    scalar_t r = floor(v);
+    scalar_t d = sub_rn(v, r);
+    if (d > (scalar_t)0.5 || (d == (scalar_t)0.5 && v > (scalar_t)0)) r = add_rn(r, (scalar_t)1);
+    return r;
+}
 
 extern "C" __global__ void roi_pool_forward(const scalar_t* x, const scalar_t* rois, scalar_t* y,
                                             long long* argmax, long long total, int C, int H, int W,
@@ -55,10 +68,10 @@ extern "C" __global__ void roi_pool_forward(const scalar_t* x, const scalar_t* r
     long long k = i / ((long long)PW * PH * C);
     const scalar_t* roi = rois + k * 5;
     long long n = (long long)roi[0];
-    scalar_t x1r = round_half_up(mul_rn(roi[1], scale));
-    scalar_t y1r = round_half_up(mul_rn(roi[2], scale));
-    scalar_t x2r = round_half_up(mul_rn(roi[3], scale));
-    scalar_t y2r = round_half_up(mul_rn(roi[4], scale));
+    scalar_t x1r = round_half_away(mul_rn(roi[1], scale));
+    scalar_t y1r = round_half_away(mul_rn(roi[2], scale));
+    scalar_t x2r = round_half_away(mul_rn(roi[3], scale));
+    scalar_t y2r = round_half_away(mul_rn(roi[4], scale));
     scalar_t bin_w = max(add_rn(sub_rn(x2r, x1r), (scalar_t)1), (scalar_t)1) / (scalar_t)PW;
     scalar_t bin_h = max(add_rn(sub_rn(y2r, y1r), (scalar_t)1), (scalar_t)1) / (scalar_t)PH;
     int h0, h1, w0, w1;
@@ -99,8 +112,7 @@ extern "C" __global__ void roi_pool_backward(const scalar_t* gy, const scalar_t*
 struct AlignGeometry {
     long long n;
     scalar_t y1, x1, bin_h, bin_w;
-    int grid_h, grid_w;
-    scalar_t count;
+    long long grid_h, grid_w;
 };
 
 __device__ inline AlignGeometry align_geometry(const scalar_t* roi, int PH, int PW, scalar_t scale,
@@ -121,101 +133,134 @@ __device__ inline AlignGeometry align_geometry(const scalar_t* roi, int PH, int 
     if (sampling_ratio > 0) {
         g.grid_h = g.grid_w = sampling_ratio;
     } else {
-        g.grid_h = (int)max(ceil(roi_h / (scalar_t)PH), (scalar_t)0);
-        g.grid_w = (int)max(ceil(roi_w / (scalar_t)PW), (scalar_t)0);
+        g.grid_h = (long long)max(ceil(roi_h / (scalar_t)PH), (scalar_t)0);
+        g.grid_w = (long long)max(ceil(roi_w / (scalar_t)PW), (scalar_t)0);
     }
-    g.count = (scalar_t)max(g.grid_h * g.grid_w, 1);
     return g;
 }
 
 // start + p*bin + (i + 0.5)*bin/grid, in that order.
-__device__ inline scalar_t sample_coordinate(scalar_t start, scalar_t bin_size, int p, int i, int grid) {
+__device__ inline scalar_t sample_coordinate(scalar_t start, scalar_t bin_size, int p, long long i, long long grid) {
     scalar_t a = add_rn(start, mul_rn((scalar_t)p, bin_size));
     scalar_t b = mul_rn(add_rn((scalar_t)i, (scalar_t)0.5), bin_size) / (scalar_t)grid;
     return add_rn(a, b);
 }
 
-// Pixel indices p[4] and weights w[4] of a bilinear sample; false when it lies outside.
-__device__ inline bool bilinear(scalar_t y, scalar_t x, int H, int W, int* p, scalar_t* w) {
-    if (y < (scalar_t)-1 || y > (scalar_t)H || x < (scalar_t)-1 || x > (scalar_t)W) return false;
-    if (y <= (scalar_t)0) y = 0;
-    if (x <= (scalar_t)0) x = 0;
-    int y_low = (int)y, x_low = (int)x, y_high, x_high;
-    scalar_t ly, lx;
-    if (y_low >= H - 1) {
-        y_low = y_high = H - 1;
-        ly = 0;
-    } else {
-        y_high = y_low + 1;
-        ly = sub_rn(y, (scalar_t)y_low);
+// The first sample index a in [0, grid] whose coordinate is past bound (> bound, or >= unless
+// strict; < / <= when bin_size < 0), by bisection: every rounding step of sample_coordinate is
+// monotone, so the coordinates are monotone in a.
+__device__ inline long long first_sample_past(scalar_t start, scalar_t bin_size, int p, long long grid,
+                                              scalar_t bound, bool strict) {
+    const bool increasing = bin_size >= (scalar_t)0;
+    long long lo = 0, hi = grid;
+    while (lo < hi) {
+        long long mid = lo + (hi - lo) / 2;
+        scalar_t v = sample_coordinate(start, bin_size, p, mid, grid);
+        bool past = increasing ? (strict ? v > bound : v >= bound) : (strict ? v < bound : v <= bound);
+        if (past) hi = mid;
+        else lo = mid + 1;
     }
-    if (x_low >= W - 1) {
-        x_low = x_high = W - 1;
-        lx = 0;
-    } else {
-        x_high = x_low + 1;
-        lx = sub_rn(x, (scalar_t)x_low);
-    }
-    scalar_t hy = sub_rn((scalar_t)1, ly), hx = sub_rn((scalar_t)1, lx);
-    p[0] = y_low * W + x_low;
-    p[1] = y_low * W + x_high;
-    p[2] = y_high * W + x_low;
-    p[3] = y_high * W + x_high;
-    w[0] = mul_rn(hy, hx);
-    w[1] = mul_rn(hy, lx);
-    w[2] = mul_rn(ly, hx);
-    w[3] = mul_rn(ly, lx);
-    return true;
+    return lo;
 }
 
-extern "C" __global__ void roi_align_forward(const scalar_t* x, const scalar_t* rois, scalar_t* y,
-                                             long long total, int C, int H, int W, int PH, int PW,
+// Bin p's weights along an axis of length L: w[i] = (1/grid) Σ_a hat_i(v_a) over its samples v_a
+// inside [-1, L], hat_i the 1-D bilinear weight of pixel i with torchvision's clamping (v <= 0
+// reads pixel 0, v >= L - 1 pixel L - 1 with weight 1). w[0:L] must be zero on entry; span[0:2]
+// receives the range [lo, hi) of the pixels touched (empty: lo == hi).
+__device__ void axis_weights(scalar_t start, scalar_t bin_size, int p, long long grid, int L,
+                             scalar_t* w, long long* span) {
+    const scalar_t lower = (scalar_t)-1, upper = (scalar_t)L;
+    long long a0, a1;
+    if (bin_size >= (scalar_t)0) {
+        a0 = first_sample_past(start, bin_size, p, grid, lower, false);
+        a1 = first_sample_past(start, bin_size, p, grid, upper, true);
+    } else {  // an inverted aligned box with a fixed sampling ratio: the coordinates decrease
+        a0 = first_sample_past(start, bin_size, p, grid, upper, false);
+        a1 = first_sample_past(start, bin_size, p, grid, lower, true);
+    }
+    int lo = L, hi = 0;
+    for (long long a = a0; a < a1; ++a) {
+        scalar_t v = sample_coordinate(start, bin_size, p, a, grid);
+        if (v <= (scalar_t)0) v = 0;
+        int low = (int)v;
+        if (low >= L - 1) {  // v snaps to the last pixel: weight 1
+            w[L - 1] = add_rn(w[L - 1], (scalar_t)1);
+            lo = min(lo, L - 1);
+            hi = L;
+        } else {
+            scalar_t frac = sub_rn(v, (scalar_t)low);
+            w[low] = add_rn(w[low], sub_rn((scalar_t)1, frac));
+            w[low + 1] = add_rn(w[low + 1], frac);
+            lo = min(lo, low);
+            hi = max(hi, low + 2);
+        }
+    }
+    if (grid > 0) {
+        for (int i = lo; i < hi; ++i) w[i] = w[i] / (scalar_t)grid;
+    }
+    span[0] = lo;
+    span[1] = max(lo, hi);
+}
+
+// One thread per (k, p), p < max(PH, PW): the row weights of bin row p (p < PH) into
+// wy[k, p, 0:H], sy[k, p, 0:2], and the column weights of bin column p (p < PW) into
+// wx[k, p, 0:W], sx[k, p, 0:2]. wy and wx must be zero.
+extern "C" __global__ void roi_align_weights(const scalar_t* rois, scalar_t* wy, long long* sy, scalar_t* wx,
+                                             long long* sx, long long total, int H, int W, int PH, int PW,
                                              scalar_t scale, int sampling_ratio, int aligned) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
-    int pw = (int)(i % PW);
-    int ph = (int)((i / PW) % PH);
-    int c = (int)((i / ((long long)PW * PH)) % C);
-    long long k = i / ((long long)PW * PH * C);
+    const int P = max(PH, PW);
+    int p = (int)(i % P);
+    long long k = i / P;
     AlignGeometry g = align_geometry(rois + k * 5, PH, PW, scale, sampling_ratio, aligned);
-    const scalar_t* plane = x + (g.n * C + c) * H * W;
-    scalar_t acc = 0;
-    for (int iy = 0; iy < g.grid_h; ++iy) {
-        scalar_t yy = sample_coordinate(g.y1, g.bin_h, ph, iy, g.grid_h);
-        for (int ix = 0; ix < g.grid_w; ++ix) {
-            scalar_t xx = sample_coordinate(g.x1, g.bin_w, pw, ix, g.grid_w);
-            int p[4];
-            scalar_t w[4];
-            if (bilinear(yy, xx, H, W, p, w)) {
-                for (int j = 0; j < 4; ++j) acc += w[j] * plane[p[j]];
-            }
-        }
-    }
-    y[i] = acc / g.count;
+    if (p < PH) axis_weights(g.y1, g.bin_h, p, g.grid_h, H, wy + (k * PH + p) * H, sy + (k * PH + p) * 2);
+    if (p < PW) axis_weights(g.x1, g.bin_w, p, g.grid_w, W, wx + (k * PW + p) * W, sx + (k * PW + p) * 2);
 }
 
-// Each sample adds gy * w_j / count to the four pixels it read (atomicAdd, see the file comment).
-extern "C" __global__ void roi_align_backward(const scalar_t* gy, const scalar_t* rois, scalar_t* gx,
-                                              long long total, int C, int H, int W, int PH, int PW,
-                                              scalar_t scale, int sampling_ratio, int aligned) {
+extern "C" __global__ void roi_align_forward(const scalar_t* x, const scalar_t* rois, const scalar_t* wy,
+                                             const long long* sy, const scalar_t* wx, const long long* sx,
+                                             scalar_t* y, long long total, int C, int H, int W, int PH, int PW) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     int pw = (int)(i % PW);
     int ph = (int)((i / PW) % PH);
     int c = (int)((i / ((long long)PW * PH)) % C);
     long long k = i / ((long long)PW * PH * C);
-    AlignGeometry g = align_geometry(rois + k * 5, PH, PW, scale, sampling_ratio, aligned);
-    scalar_t* plane = gx + (g.n * C + c) * H * W;
-    scalar_t grad = gy[i];
-    for (int iy = 0; iy < g.grid_h; ++iy) {
-        scalar_t yy = sample_coordinate(g.y1, g.bin_h, ph, iy, g.grid_h);
-        for (int ix = 0; ix < g.grid_w; ++ix) {
-            scalar_t xx = sample_coordinate(g.x1, g.bin_w, pw, ix, g.grid_w);
-            int p[4];
-            scalar_t w[4];
-            if (bilinear(yy, xx, H, W, p, w)) {
-                for (int j = 0; j < 4; ++j) atomicAdd(plane + p[j], mul_rn(grad, w[j]) / g.count);
-            }
-        }
+    long long n = (long long)rois[k * 5];
+    const scalar_t* plane = x + (n * C + c) * H * W;
+    const scalar_t* ry = wy + (k * PH + ph) * H;
+    const scalar_t* rx = wx + (k * PW + pw) * W;
+    const long long* spy = sy + (k * PH + ph) * 2;
+    const long long* spx = sx + (k * PW + pw) * 2;
+    scalar_t acc = 0;
+    for (long long h = spy[0]; h < spy[1]; ++h) {
+        scalar_t row = 0;
+        for (long long w = spx[0]; w < spx[1]; ++w) row = add_rn(row, mul_rn(rx[w], plane[h * W + w]));
+        acc = add_rn(acc, mul_rn(ry[h], row));
+    }
+    y[i] = acc;
+}
+
+// Each bin adds gy * wy[h] * wx[w] to the pixels (h, w) it read (atomicAdd, see the file comment).
+extern "C" __global__ void roi_align_backward(const scalar_t* gy, const scalar_t* rois, const scalar_t* wy,
+                                              const long long* sy, const scalar_t* wx, const long long* sx,
+                                              scalar_t* gx, long long total, int C, int H, int W, int PH, int PW) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    int pw = (int)(i % PW);
+    int ph = (int)((i / PW) % PH);
+    int c = (int)((i / ((long long)PW * PH)) % C);
+    long long k = i / ((long long)PW * PH * C);
+    long long n = (long long)rois[k * 5];
+    scalar_t* plane = gx + (n * C + c) * H * W;
+    const scalar_t* ry = wy + (k * PH + ph) * H;
+    const scalar_t* rx = wx + (k * PW + pw) * W;
+    const long long* spy = sy + (k * PH + ph) * 2;
+    const long long* spx = sx + (k * PW + pw) * 2;
+    scalar_t g = gy[i];
+    for (long long h = spy[0]; h < spy[1]; ++h) {
+        scalar_t gh = mul_rn(g, ry[h]);
+        for (long long w = spx[0]; w < spx[1]; ++w) atomicAdd(plane + h * W + w, mul_rn(gh, rx[w]));
     }
 }

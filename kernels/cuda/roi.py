@@ -7,8 +7,9 @@ _CU = "roi.cu"
 
 
 def _launch(be, name, arrays, total, C, H, W, PH, PW, extra=()):
-    """One thread per element of a ``total``-element array (nothing to do when 0). Every kernel of
-    roi.cu takes ``(arrays..., long long total, int C, int H, int W, int PH, int PW, extra...)``."""
+    """One thread per element of a ``total``-element array (nothing to do when 0). The pool and
+    align forward/backward kernels of roi.cu take ``(arrays..., long long total, int C, int H,
+    int W, int PH, int PW, extra...)``."""
     if total > 0:
         args = (*arrays, np.int64(total), *(np.int32(v) for v in (C, H, W, PH, PW)), *extra)
         be.function(_CU, name, arrays[0].dtype)(be.grid_1d(total), (be.BLOCK,), args)
@@ -20,7 +21,7 @@ def _contiguous(be, a, rois):
 
 
 def _align_args(dtype, spatial_scale, sampling_ratio, aligned):
-    """The trailing ``scalar_t scale, int sampling_ratio, int aligned`` of the align kernels."""
+    """The trailing ``scalar_t scale, int sampling_ratio, int aligned`` of ``roi_align_weights``."""
     return dtype.type(spatial_scale), np.int32(sampling_ratio), np.int32(bool(aligned))
 
 
@@ -49,6 +50,32 @@ def roi_pool_backward(be, gy, rois, argmax, x_shape):
     return gx
 
 
+#: Scalars of RoI align weights per launch: the RoIs are done in chunks whose ``PH·H + PW·W``
+#: weights each fit (at least one RoI a chunk).
+ALIGN_WORKSPACE = 2 ** 24
+
+
+def _align_weight_chunks(be, rois, dtype, x_hw, output_size, spatial_scale, sampling_ratio, aligned):
+    """For consecutive chunks of RoIs, ``(k0, k1, (wy, sy, wx, sx))``: the row weights ``wy``
+    ``(k1 − k0, PH, H)`` and their pixel spans ``sy`` ``(k1 − k0, PH, 2)`` of every bin row, the
+    column weights ``wx``/``sx`` likewise, filled by ``roi_align_weights``."""
+    H, W = x_hw
+    PH, PW = output_size
+    K = rois.shape[0]
+    step = max(1, ALIGN_WORKSPACE // (PH * H + PW * W))
+    kernel = be.function(_CU, "roi_align_weights", dtype)
+    for k0 in range(0, K, step):
+        k1 = min(K, k0 + step)
+        kc = k1 - k0
+        wy, wx = be.xp.zeros((kc, PH, H), dtype=dtype), be.xp.zeros((kc, PW, W), dtype=dtype)
+        sy, sx = be.xp.zeros((kc, PH, 2), dtype=np.int64), be.xp.zeros((kc, PW, 2), dtype=np.int64)
+        total = kc * max(PH, PW)
+        kernel(be.grid_1d(total), (be.BLOCK,),
+               (rois[k0:k1], wy, sy, wx, sx, np.int64(total), *(np.int32(v) for v in (H, W, PH, PW)),
+                *_align_args(dtype, spatial_scale, sampling_ratio, aligned)))
+        yield k0, k1, (wy, sy, wx, sx)
+
+
 def roi_align_forward(be, x, rois, output_size, spatial_scale, sampling_ratio, aligned):
     """``y`` ``(K, C, PH, PW)``: the average of each bin's bilinear samples."""
     x, rois = _contiguous(be, x, rois)
@@ -56,18 +83,21 @@ def roi_align_forward(be, x, rois, output_size, spatial_scale, sampling_ratio, a
     PH, PW = output_size
     y = be.xp.zeros((rois.shape[0], C, PH, PW), dtype=x.dtype)
     if x.size > 0:
-        _launch(be, "roi_align_forward", (x, rois, y), y.size, C, H, W, PH, PW,
-                _align_args(x.dtype, spatial_scale, sampling_ratio, aligned))
+        for k0, k1, weights in _align_weight_chunks(be, rois, x.dtype, (H, W), output_size, spatial_scale,
+                                                    sampling_ratio, aligned):
+            _launch(be, "roi_align_forward", (x, rois[k0:k1], *weights, y[k0:k1]), y[k0:k1].size, C, H, W, PH, PW)
     return y
 
 
 def roi_align_backward(be, gy, rois, x_shape, spatial_scale, sampling_ratio, aligned):
-    """``gx`` of ``x_shape``: each sample sends ``gy · w_i / count`` (atomically) to four pixels."""
+    """``gx`` of ``x_shape``: each bin sends ``gy · wy[h] · wx[w]`` (atomically) to the pixels it read."""
     gy, rois = _contiguous(be, gy, rois)
     N, C, H, W = x_shape
     PH, PW = gy.shape[2], gy.shape[3]
     gx = be.xp.zeros((N, C, H, W), dtype=gy.dtype)
     if gx.size > 0:
-        _launch(be, "roi_align_backward", (gy, rois, gx), gy.size, C, H, W, PH, PW,
-                _align_args(gy.dtype, spatial_scale, sampling_ratio, aligned))
+        for k0, k1, weights in _align_weight_chunks(be, rois, gy.dtype, (H, W), (PH, PW), spatial_scale,
+                                                    sampling_ratio, aligned):
+            _launch(be, "roi_align_backward", (gy[k0:k1], rois[k0:k1], *weights, gx), gy[k0:k1].size,
+                    C, H, W, PH, PW)
     return gx

@@ -10,6 +10,10 @@ evaluates the same operations in the same order, so decisions agree bit for bit)
 Greedy NMS over boxes sorted by decreasing score (stable: equal scores keep their input order):
 walk the sorted list; a box not yet suppressed is kept and suppresses every later box whose IoU
 with it is > ``iou_threshold`` (strict).
+
+``minicnn.functional.nms`` first scales all boxes by one power of two (exact; IoU is scale-free),
+so that this formula neither overflows nor underflows; the reference takes boxes as given, so
+the tests compare it with the op on boxes at pixel scale.
 """
 import numpy as np
 

@@ -5,9 +5,9 @@ coordinates, ``n`` the batch index; the output is ``(K, C, PH, PW)``. Every quan
 computed in the dtype of ``x`` (float32 stays float32), exactly as the device kernels do, so that
 the integer bin boundaries agree bit for bit on every device.
 
-roi_pool (torchvision semantics, with an explicit rounding rule)::
+roi_pool (torchvision semantics)::
 
-    x1r = floor(x1·s + 0.5), y1r, x2r, y2r likewise           (half rounds up, on every device)
+    x1r = round(x1·s), y1r, x2r, y2r likewise      (C round(): half away from zero, −0.5 -> −1)
     roi_w = max(x2r − x1r + 1, 1),  roi_h = max(y2r − y1r + 1, 1)  (inclusive pixel count)
     bin_h = roi_h / PH,  bin_w = roi_w / PW
     rows of bin ph: [clip(floor(ph·bin_h) + y1r), clip(ceil((ph+1)·bin_h) + y1r))   clip to [0, H]
@@ -26,15 +26,30 @@ roi_align (torchvision semantics)::
     y_low = ⌊y⌋ (clamped to H−1, where y snaps to H−1), y_high = min(y_low + 1, H−1);
     weights (1−ly)(1−lx), (1−ly)lx, ly(1−lx), ly·lx with ly = y − y_low, lx = x − x_low.
     backward: each sample adds gy·w_i / count to the four pixels it read.
+
+The device kernels evaluate roi_align in its separable form. The test ``y < −1 or y > H or
+x < −1 or x > W`` is a product of a row test and a column test, and each of the four weights is a
+row factor (1−ly or ly) times a column factor, so with ``count = grid_h·grid_w``::
+
+    y[k, c, ph, pw] = Σ_h Σ_w wy[h] · wx[w] · x[n, c, h, w]
+    wy[h] = (1/grid_h) Σ_iy hat_h(y_iy),  wx[w] = (1/grid_w) Σ_ix hat_w(x_ix)
+
+``hat_h(y)`` the weight the clamped row coordinate gives row h (0 outside [−1, H]). That is
+O(grid_h + grid_w) per bin instead of O(grid_h·grid_w), the same value up to the rounding of the
+sums; the kernels also skip the samples outside [−1, H] (the coordinates are monotone in iy).
+This file keeps the sample-by-sample loops: the definition, and the tests' oracle.
 """
 import math
 
 import numpy as np
 
 
-def _round_half_up(v, t):
-    """``floor(v + 0.5)`` in the dtype ``t`` (NOT Python's half-to-even ``round``)."""
-    return np.floor(v + t(0.5))
+def _round_half_away(v, t):
+    """C's ``round(v)`` in the dtype ``t``: half away from zero (NOT Python's half-to-even
+    ``round``, NOT ``floor(v + 0.5)``, which rounds −0.5 to 0 and 0.49999997 to 1)."""
+    r = np.floor(v)
+    d = v - r  # exact
+    return r + t(1) if d > t(0.5) or (d == t(0.5) and v > 0) else r
 
 
 def _roi_pool_bin(start_r, bin_size, i, n, t):
@@ -49,10 +64,10 @@ def _roi_pool_bin(start_r, bin_size, i, n, t):
 def _roi_pool_geometry(roi, output_size, spatial_scale, t):
     """``(n, x1r, y1r, bin_h, bin_w)`` of one RoI, in dtype ``t``."""
     s = t(spatial_scale)
-    x1r = _round_half_up(roi[1] * s, t)
-    y1r = _round_half_up(roi[2] * s, t)
-    x2r = _round_half_up(roi[3] * s, t)
-    y2r = _round_half_up(roi[4] * s, t)
+    x1r = _round_half_away(roi[1] * s, t)
+    y1r = _round_half_away(roi[2] * s, t)
+    x2r = _round_half_away(roi[3] * s, t)
+    y2r = _round_half_away(roi[4] * s, t)
     roi_w = max(x2r - x1r + t(1), t(1))
     roi_h = max(y2r - y1r + t(1), t(1))
     PH, PW = output_size

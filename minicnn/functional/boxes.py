@@ -43,7 +43,8 @@ def _out(t, as_tensor):
 
 
 def _check_boxes(t, op, name, allow_inverted=False):
-    """Raise ValueError unless ``t`` is ``(N, 4)``, finite, and (unless allowed) not inverted."""
+    """The host copy of ``t``; ValueError unless it is ``(N, 4)``, finite, and (unless allowed) not
+    inverted."""
     if t.ndim != 2 or t.shape[1] != 4:
         raise ValueError(f"{op}: {name} must have shape (N, 4) (x1, y1, x2, y2), got {t.shape}")
     host = t.numpy()
@@ -54,6 +55,31 @@ def _check_boxes(t, op, name, allow_inverted=False):
         if inverted.any():
             bad = int(np.argwhere(inverted)[0][0])
             raise ValueError(f"{op}: {name} must have x1 <= x2 and y1 <= y2, row {bad} is {host[bad].tolist()}")
+    return host
+
+
+def iou_scale_factors(max_abs, dtype):
+    """Powers of two whose product ``s`` puts ``max_abs·s`` in ``[2**E, 2**(E+1))``, E = 252 for
+    float64 (28 for float32), each factor a normal number of ``dtype``; ``[]`` for 0.
+
+    IoU is invariant under a common scaling of all coordinates, and multiplying by a power of two
+    is exact (barring underflow below the smallest normal): scaled so, widths stay below
+    ``2**(E+2)``, areas and unions below ``2**(2E+5)`` and the square of a union (in the backward
+    of the division) below ``2**(4E+10)``, all far from overflowing, while the areas of boxes
+    far smaller than ``max_abs`` stay far from underflowing. Boxes of 1e300 or of 1e-300 then get
+    the IoU, bit for bit, of the same boxes at pixel scale.
+    """
+    if max_abs == 0:
+        return []
+    info = np.finfo(dtype)
+    shift = info.maxexp // 4 - 4 + 1 - int(np.frexp(max_abs)[1])
+    limit = info.maxexp - 2  # 2**±limit is a normal number of dtype
+    factors = []
+    while shift:
+        step = max(-limit, min(limit, shift))
+        factors.append(2.0 ** step)
+        shift -= step
+    return factors
 
 
 def _columns(t):
@@ -74,13 +100,17 @@ def box_iou(boxes1, boxes2):
 
     ``inter = max(min(x2) − max(x1), 0) · max(min(y2) − max(y1), 0)``,
     ``iou = inter / (area1 + area2 − inter)``, and 0 where the union is 0 (two empty boxes), as
-    in :func:`nms`.
+    in :func:`nms`. Both sets are first scaled by one power of two (exact; see
+    :func:`iou_scale_factors`), so coordinates near the float limits neither overflow nor
+    underflow the areas.
     """
     op = "box_iou"
     a, as_tensor = _tensor(boxes1, op, "boxes1")
     b, _ = _tensor(boxes2, op, "boxes2")
-    _check_boxes(a, op, "boxes1")
-    _check_boxes(b, op, "boxes2")
+    max_abs = max(np.abs(_check_boxes(a, op, "boxes1")).max(initial=0.0),
+                  np.abs(_check_boxes(b, op, "boxes2")).max(initial=0.0))
+    for factor in iou_scale_factors(max_abs, a.dtype):
+        a, b = a * factor, b * factor
     N, M = a.shape[0], b.shape[0]
     ax1, ay1, ax2, ay2 = (reshape(c, (N, 1)) for c in _columns(a))
     bx1, by1, bx2, by2 = (reshape(c, (1, M)) for c in _columns(b))

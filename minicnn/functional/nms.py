@@ -4,8 +4,13 @@ Greedy NMS: sort the boxes by decreasing score (a *stable* sort, so equal scores
 order), walk the list, keep a box unless a kept box before it overlaps it with IoU > threshold
 (strict). The IoU is computed in float64 with one formula on every device (see
 ``kernels/reference/nms.py``), so ``cpu``, ``cuda`` and ``cuda-emu`` keep the same indices.
-The suppression itself runs in the device kernel ``nms_sorted`` (CPU: a Numba greedy loop; GPU:
-the 64-bit mask kernel plus a host scan). Not differentiable: the result is a set of indices.
+The boxes are first scaled by a power of two (exact, and IoU is scale-free) that puts the largest
+coordinate near ``2**252`` (:func:`~minicnn.functional.boxes.iou_scale_factors`), so neither
+boxes near 1e308 (areas, even widths, overflowed: identical boxes were not suppressed) nor boxes
+near 1e-300 (areas underflowed) change a decision. The suppression itself runs in the device
+kernel ``nms_sorted`` (CPU: a Numba greedy loop; GPU: the 64-bit mask kernel plus a host scan),
+which only lets a box suppress boxes of its own category (all one category for ``nms``).
+Not differentiable: the result is a set of indices.
 """
 import math
 
@@ -13,6 +18,7 @@ import numpy as np
 
 from ..device import get_device
 from ..tensor import Tensor, to_host
+from .boxes import iou_scale_factors
 
 
 def _device_of(a):
@@ -50,12 +56,16 @@ def _check_threshold(iou_threshold, op):
     return float(iou_threshold)
 
 
-def _nms_host(b, s, iou_threshold, device):
-    """Kept indices (NumPy int64) of validated host boxes/scores, suppression on ``device``."""
+def _nms_host(b, s, categories, iou_threshold, device):
+    """Kept indices (NumPy int64) of validated host boxes/scores/int64 categories, suppression on
+    ``device``."""
     if b.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
+    for factor in iou_scale_factors(np.abs(b).max(), np.float64):
+        b = b * factor
     order = np.argsort(-s, kind="stable")
-    positions = device.kernels.nms_sorted(device.from_numpy(np.ascontiguousarray(b[order])), iou_threshold)
+    positions = device.kernels.nms_sorted(device.from_numpy(np.ascontiguousarray(b[order])),
+                                          device.from_numpy(np.ascontiguousarray(categories[order])), iou_threshold)
     return order[device.to_numpy(positions)].astype(np.int64)
 
 
@@ -81,21 +91,17 @@ def nms(boxes, scores, iou_threshold):
     thr = _check_threshold(iou_threshold, op)
     b, s = _check_boxes_scores(boxes, scores, op)
     device = _device_of(boxes)
-    keep = _nms_host(b, s, thr, device)
+    keep = _nms_host(b, s, np.zeros(b.shape[0], dtype=np.int64), thr, device)
     return Tensor._from_array(device.from_numpy(keep), device)
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold):
     """NMS within each category ``idxs[i]``: boxes of different categories never suppress each other.
 
-    The coordinate-offset trick (as torchvision): every box is shifted by
-    ``category · (max − min + 1)`` (``max``/``min`` over all coordinates, categories renumbered
-    0..G−1), so boxes of different categories cannot overlap, and one ``nms`` call does all
-    categories. torchvision shifts by ``category · (max + 1)``, which lets categories overlap when
-    coordinates go below −1; the span used here does not. The shift is done in float64 and is exact
-    when coordinates are multiples of a power of two well within float64 precision (pixel
-    coordinates); otherwise an IoU within an ulp of the threshold may round differently than in
-    a per-category ``nms``.
+    Exactly ``nms`` run per category and the kept boxes merged by decreasing score, in one kernel
+    call: the kernel compares categories (torchvision's alternative, shifting each category's
+    boxes by ``category · (max + 1)``, overflows for large coordinates and rounds small boxes
+    shifted far).
 
     Args:
         boxes: ``Tensor[N, 4]``; scores: ``Tensor[N]``; idxs: ``Tensor[N]`` integer categories.
@@ -118,10 +124,6 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     if ids.size and (ids.dtype.kind not in "iub" and not (np.isfinite(ids).all() and (ids == np.floor(ids)).all())):
         raise ValueError(f"{op}: idxs must hold integer category ids, got dtype {ids.dtype}")
     device = _device_of(boxes)
-    if b.shape[0] == 0:
-        return Tensor._from_array(device.from_numpy(np.zeros(0, dtype=np.int64)), device)
-    _, category = np.unique(ids, return_inverse=True)
-    span = b.max() - b.min() + 1.0
-    shifted = b + (category.reshape(-1).astype(np.float64) * span)[:, None]
-    keep = _nms_host(shifted, s, thr, device)
+    _, category = np.unique(ids, return_inverse=True)  # 0..G−1, whatever the ids' dtype
+    keep = _nms_host(b, s, category.reshape(-1).astype(np.int64), thr, device)
     return Tensor._from_array(device.from_numpy(keep), device)

@@ -11,12 +11,18 @@ import math
 import numpy as np
 
 from ..autograd import Function
+from ..dtypes import check_float
 from ..kernels.geometry import as_tuple
 from ..tensor import Tensor, to_host
 
 #: RoI coordinates times ``spatial_scale`` must lie within this bound, so that every rounded
 #: coordinate and sample count is an exact integer in float32 and fits a C ``int``.
 COORDINATE_LIMIT = 2.0 ** 24
+
+#: The largest ``sampling_ratio`` roi_align takes: a bin row costs up to ``sampling_ratio``
+#: sample evaluations (see :func:`roi_align`), and the grid sizes stay exact in float32 and far
+#: from overflowing the kernels' 64-bit counts.
+SAMPLING_RATIO_LIMIT = 2 ** 16
 
 
 class RoIPool(Function):
@@ -45,8 +51,10 @@ class RoIAlign(Function):
 
     Forward: ``y[k, c, ph, pw] = (1/count) Σ_s Σ_{j<4} w_{s,j} · x[n_k, c, p_{s,j}]`` over the
     ``grid_h × grid_w`` samples ``s`` of the bin (pixels ``p`` and weights ``w`` of bilinear
-    interpolation), ``count = max(grid_h·grid_w, 1)``.
-    Backward (linear in ``x``): ``gx[n_k, c, p_{s,j}] += gy[k, c, ph, pw] · w_{s,j} / count``.
+    interpolation), ``count = max(grid_h·grid_w, 1)``. Bilinear interpolation is separable, so
+    this equals ``Σ_h Σ_w wy[h]·wx[w]·x[n_k, c, h, w]`` with per-bin row and column weights
+    ``wy = (1/grid_h) Σ_iy hat(y_iy)``, ``wx`` likewise: the form the kernels evaluate.
+    Backward (linear in ``x``): ``gx[n_k, c, h, w] += gy[k, c, ph, pw] · wy[h] · wx[w]``.
     """
 
     @staticmethod
@@ -70,8 +78,7 @@ def _check_input(x, op):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be float32 or float64, got {x.dtype}")
+    check_float(op, "input", x)
 
 
 def convert_boxes_to_roi_format(boxes, op="roi"):
@@ -134,9 +141,10 @@ def _check_params(output_size, spatial_scale, op):
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     """RoI max pooling (Fast R-CNN), torchvision's ``roi_pool``.
 
-    Each box is rounded to feature-map pixels (``floor(v·spatial_scale + 0.5)``, the same on every
-    device), covers ``x2r − x1r + 1`` columns (at least 1), and is cut into ``PH × PW`` bins
-    ``[floor(i·bin), ceil((i+1)·bin))`` clipped to the map; each bin gives its maximum (0 if empty).
+    Each box is rounded to feature-map pixels (``round(v·spatial_scale)``, C's ``round``: half
+    away from zero, as torchvision; the same on every device), covers ``x2r − x1r + 1`` columns
+    (at least 1), and is cut into ``PH × PW`` bins ``[floor(i·bin), ceil((i+1)·bin))`` clipped to
+    the map; each bin gives its maximum (0 if empty).
 
     Args:
         input: ``Tensor[N, C, H, W]``.
@@ -169,13 +177,20 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     ``aligned=True`` shifts the box by −0.5 pixel (pixel centres at half-integers, Detectron2's
     choice) and drops the minimum 1×1 box size.
 
+    Cost: the average is evaluated in separable form (see :class:`RoIAlign`), samples outside the
+    map skipped, so a RoI costs O(PH·S_h + PW·S_w) plus the taps, not O(PH·PW·grid_h·grid_w):
+    ``S`` = the samples of one bin row that land on the map, at most ``sampling_ratio``, and
+    about ``2·(H + 2)`` with adaptive sampling however large the box (a box of 10⁶ pixels has
+    10¹² samples a bin grid, nearly all outside). Memory: ``PH·H + PW·W`` weights a RoI.
+
     Args:
         input: ``Tensor[N, C, H, W]``.
         boxes: ``Tensor[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)``, or a list of per-image
             ``Tensor[K_i, 4]``.
         output_size: ``int`` or ``(PH, PW)``.
         spatial_scale: feature-map size / image size (> 0).
-        sampling_ratio: samples per bin and axis; ``<= 0`` adapts to the box size.
+        sampling_ratio: samples per bin and axis, at most ``SAMPLING_RATIO_LIMIT`` (65536);
+            ``<= 0`` adapts to the box size.
         aligned: use the half-pixel offset.
 
     Shape:
@@ -191,8 +206,11 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     size, scale = _check_params(output_size, spatial_scale, op)
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, (int, np.integer)):
         raise TypeError(f"{op}: sampling_ratio must be an int, got {sampling_ratio!r}")
+    if sampling_ratio > SAMPLING_RATIO_LIMIT:
+        raise ValueError(f"{op}: sampling_ratio must be <= {SAMPLING_RATIO_LIMIT}, got {sampling_ratio} "
+                         f"(samples per bin and axis; <= 0 adapts them to the box size)")
     if not isinstance(aligned, (bool, np.bool_)):
         raise TypeError(f"{op}: aligned must be a bool, got {aligned!r}")
     rois = _check_rois(boxes, input, scale, op)
     return RoIAlign.apply(input, rois, output_size=size, spatial_scale=scale,
-                          sampling_ratio=int(sampling_ratio), aligned=bool(aligned))
+                          sampling_ratio=max(int(sampling_ratio), 0), aligned=bool(aligned))

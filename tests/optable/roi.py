@@ -14,6 +14,10 @@ _ROIS = np.array([
     [0, 2.0, 2.0, 2.0, 2.0],       # zero area
     [1, 20.0, 20.0, 24.0, 22.0],   # wholly outside
 ])
+# Corners at negative half-integers: C round() (half away from zero) gives -1 for -0.5.
+_HALF_ROIS = np.array([[0, -0.5, -1.5, 2.5, 3.5], [1, -2.5, 0.5, -0.5, 4.5]])
+# Boxes much larger than the map: with adaptive sampling most of each bin's samples fall outside.
+_BIG_ROIS = np.array([[0, -30.0, -20.0, 50.0, 40.0], [1, 1.5, -100.0, 4.5, 200.0]])
 
 
 def _distinct(rng, *shape):
@@ -26,6 +30,8 @@ def _pool_samples(rng):
         Sample((_distinct(rng, 2, 2, 5, 6),), dict(rois=_ROIS, output_size=(2, 3), spatial_scale=1.0)),
         Sample((_distinct(rng, 2, 1, 6, 5),), dict(rois=_ROIS, output_size=2, spatial_scale=0.5)),
         Sample((_distinct(rng, 2, 2, 7, 4),), dict(rois=_ROIS[:3], output_size=(3, 2), spatial_scale=2.0)),
+        Sample((_distinct(rng, 2, 1, 5, 6),), dict(rois=_HALF_ROIS, output_size=(2, 3), spatial_scale=1.0),
+               name="negative half-integers"),
     ]
 
 
@@ -37,6 +43,7 @@ def _align_samples(rng):
                                       aligned=True), name="aligned"),
         Sample((u(2, 2, 4, 7),), dict(rois=_ROIS[:3], output_size=(3, 2), spatial_scale=2.0, sampling_ratio=1),
                name="scale 2"),
+        Sample((u(2, 2, 5, 6),), dict(rois=_BIG_ROIS, output_size=(2, 3), spatial_scale=1.0), name="big boxes"),
     ]
 
 
