@@ -172,12 +172,25 @@ def box_iou_numpy(a, b):
     """
     a = to_numpy(a).astype(np.float64).reshape(-1, 4)
     b = to_numpy(b).astype(np.float64).reshape(-1, 4)
+    a, b = _iou_scaled(a, b)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = w * h
     return _safe_div(inter, area_a[:, None] + area_b[None, :] - inter)
+
+
+def _iou_scaled(a, b):
+    """``a`` and ``b`` times one power of two that keeps areas far from overflow and underflow
+    (exact; IoU is scale-invariant): see :func:`minicnn.functional.boxes.iou_scale_factors`."""
+    from .functional.boxes import iou_scale_factors
+
+    finite = np.concatenate([a.ravel(), b.ravel()])
+    finite = np.abs(finite[np.isfinite(finite)])
+    for f in iou_scale_factors(float(finite.max()) if finite.size else 0.0, np.float64):
+        a, b = a * f, b * f
+    return a, b
 
 
 def average_precision(recall, precision, method="voc"):

@@ -238,6 +238,14 @@ def test_box_iou_against_loop(a, b):
     np.testing.assert_allclose(np.diag(M.box_iou_numpy(a, a))[positive], 1.0)
 
 
+@pytest.mark.parametrize("scale", [2.0 ** 520, 2.0 ** -540, 1e154, 1e-160])
+def test_box_iou_is_scale_invariant_even_near_overflow_and_underflow(scale):
+    """At 1e154 the areas overflow float64 (identical boxes gave IoU nan), at 1e-160 they underflow to 0."""
+    a = np.array([[0.0, 0.0, 10.0, 10.0], [1.0, 2.0, 3.0, 7.0]])
+    b = np.array([[5.0, 0.0, 15.0, 10.0], [1.0, 2.0, 3.0, 7.0], [0.0, 0.0, 10.0, 10.0]])
+    np.testing.assert_allclose(M.box_iou_numpy(a * scale, b * scale), ref_box_iou(a, b), rtol=1e-15)
+
+
 def test_box_iou_hand():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[5, 0, 15, 10], [10, 10, 20, 20], [0, 0, 10, 10]])
