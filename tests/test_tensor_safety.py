@@ -195,8 +195,15 @@ def test_big_endian_arrays_are_converted_on_the_way_in(device):
 @given(a=arrays((2, 3, 5)), pads=st.lists(st.integers(-2, 3), min_size=4, max_size=4),
        mode=st.sampled_from(["constant", "reflect", "replicate"]))
 @example(a=np.arange(30.0).reshape(2, 3, 5), pads=[-1, 2, 0, 0], mode="constant")
+@example(a=np.arange(30.0).reshape(2, 3, 5), pads=[0, 0, -2, -2], mode="constant")  # size 3 - 4 < 0
 def test_pad_with_negative_pads_matches_torch(a, pads, mode):
     if mode == "reflect" and max(pads[0], pads[1]) >= 5 or mode == "reflect" and max(pads[2], pads[3]) >= 3:
+        return
+    if 5 + pads[0] + pads[1] < 0 or 3 + pads[2] + pads[3] < 0:  # PyTorch refuses these too
+        with pytest.raises(ValueError, match="would leave a negative size"):
+            F.pad(mc.tensor(a), tuple(pads), mode=mode)
+        with pytest.raises(RuntimeError):
+            torch.nn.functional.pad(torch.tensor(a), tuple(pads), mode=mode)
         return
     x = mc.tensor(a, requires_grad=True)
     y = F.pad(x, tuple(pads), mode=mode)
