@@ -29,7 +29,7 @@ setup(
     package_data={
         "minicnn.kernels.cuda": ["*.cu"],
         "minicnn.kernels.emulator": ["*.h"],
-        "minicnn.data": ["embedded/*.npz", "embedded/*.txt"],
+        "minicnn.data": ["embedded/*.npz", "embedded/*.txt", "embedded/ucr/*.ts.gz", "embedded/ucr/*.txt"],
     },
     install_requires=["numpy>=1.24", "numba>=0.59", "tqdm", "matplotlib"],
     extras_require={

@@ -25,6 +25,16 @@ CONV_LAYERS = [
     (8, 128, 56, 56, 128, 3, 1, 1, 128),  # depthwise
 ]
 
+# 1-D layers of the time-series networks (batch 16, padding "same"): (N, Cin, L, Cout, k, where)
+CONV1D_LAYERS = [
+    (16, 1, 150, 128, 8, "FCN-1D block 1, GunPoint"),
+    (16, 128, 150, 256, 5, "FCN-1D block 2, GunPoint"),
+    (16, 256, 150, 128, 3, "FCN-1D block 3, GunPoint"),
+    (16, 64, 150, 128, 8, "ResNet-1D block 2 conv 1, GunPoint"),
+    (16, 128, 150, 128, 5, "ResNet-1D block 3 conv 2, GunPoint"),
+    (16, 128, 427, 256, 5, "FCN-1D block 2, OSULeaf"),
+]
+
 
 @dataclass
 class Case:
@@ -100,6 +110,37 @@ def conv_case(layer, backward, algorithm=None, fused=None):
     if algorithm:
         name += f" [{algorithm}{'' if fused is None else ', fused backward' if fused else ', gx and gW apart'}]"
     return Case(kind, name, flops, make)
+
+
+def conv1d_case(layer):
+    """Forward + backward (gx, gW, gb) of one Conv1d layer with ``padding="same"``, against
+    ``torch.nn.functional.conv1d`` on the same arrays."""
+    N, C, L, K, k, where = layer
+    flops = 3 * 2.0 * N * K * L * C * k
+
+    def make(torch):
+        r = _rng()
+        x = r.standard_normal((N, C, L), dtype=np.float32)
+        w = (r.standard_normal((K, C, k), dtype=np.float32) * 0.1).astype(np.float32)
+        b = r.standard_normal(K, dtype=np.float32)
+        gy = r.standard_normal((N, K, L), dtype=np.float32)
+        X, Wt, B = (mc.Tensor(a, requires_grad=True) for a in (x, w, b))
+
+        def ours():
+            X.grad = Wt.grad = B.grad = None
+            F.conv1d(X, Wt, B, padding="same").backward(gy)
+
+        theirs = None
+        if torch is not None:
+            tx, tw, tb = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
+            tgy = torch.from_numpy(gy)
+
+            def theirs():
+                tx.grad = tw.grad = tb.grad = None
+                torch.nn.functional.conv1d(tx, tw, tb, padding="same").backward(tgy)
+        return ours, theirs
+
+    return Case("conv1d", f"conv1d fwd+bwd N{N} C{C} L{L} K{K} k{k} same ({where})", flops, make)
 
 
 def pool_case(shape, kind):
@@ -268,6 +309,7 @@ def suite(quick=False):
         # the backward variants of the small-image layer: im2col, Winograd's two kernels, the fused one
         cases += [conv_case(CONV_LAYERS[1], backward=True, algorithm=a, fused=f)
                   for a, f in (("im2col", None), ("winograd", False), ("winograd", True))]
+    cases += [conv1d_case(layer) for layer in (CONV1D_LAYERS[1:2] if quick else CONV1D_LAYERS)]
     for shape in ([(64, 64, 32, 32)] if quick else [(64, 64, 32, 32), (8, 256, 56, 56)]):
         cases += [pool_case(shape, "max"), pool_case(shape, "avg")]
     cases.append(deconv_case())

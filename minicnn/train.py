@@ -109,7 +109,7 @@ class Trainer:
         out["confusion"] = metrics.confusion_matrix(pred, labels, self.num_classes)
         return out
 
-    def fit(self, train_loader, test_loader, epochs, out_dir=None, log=print, split="test"):
+    def fit(self, train_loader, test_loader, epochs, out_dir=None, log=print, split="test", eval_every=1):
         """Train for ``epochs`` (>= 1); after each, evaluate on ``test_loader``, log a line and,
         with ``out_dir``, save ``checkpoint.npz`` and ``history.json`` there.
 
@@ -118,7 +118,12 @@ class Trainer:
         metrics. ``split`` names the held-out set in the keys and the log lines: ``"test"``
         (the default: the command line and the examples hold out the test split), or ``"val"``
         for a validation set (``val_*`` keys, as this loop wrote before it took ``split``).
+        ``eval_every=k`` evaluates only after every k-th epoch and the last (rows in between have
+        no ``{split}_*`` keys): small training sets with large test sets (UCR) spend most of the
+        time evaluating otherwise.
         """
+        if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
+            raise ValueError(f"Trainer.fit: eval_every must be an integer >= 1, got {eval_every!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
             raise TypeError(f"Trainer.fit: epochs must be an integer, got {type(epochs).__name__}")
         if epochs < 1:
@@ -126,6 +131,9 @@ class Trainer:
         for epoch in range(1, epochs + 1):
             row = dict(epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
             row.update(self.train_epoch(train_loader, epoch))
+            if epoch % eval_every and epoch != epochs:
+                self.history.append(row)
+                continue
             ev = self.evaluate(test_loader, split)
             self.last_confusion = ev.pop("confusion")
             row.update(ev)

@@ -27,12 +27,15 @@ def plot_learning_curves(history, path, title="learning curves"):
     split = _held_out_split(history)
     label = {"test": "test", "val": "validation"}[split]
     ep = [h["epoch"] for h in history]
+    held = [h for h in history if f"{split}_loss" in h]  # every row, or every k-th (Trainer.fit eval_every)
+    eh = [h["epoch"] for h in held]
+    mark = ("o-", "s-") if len(history) <= 40 else ("-", "-")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    a1.plot(ep, [h[f"{split}_loss"] for h in history], "s-", label=label)
+    a1.plot(ep, [h["train_loss"] for h in history], mark[0], label="train")
+    a1.plot(eh, [h[f"{split}_loss"] for h in held], mark[1], label=label)
     a1.set_xlabel("epoch"), a1.set_ylabel("cross-entropy"), a1.legend(), a1.set_title("loss")
-    a2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train")
-    a2.plot(ep, [100 * h[f"{split}_acc"] for h in history], "s-", label=label)
+    a2.plot(ep, [100 * h["train_acc"] for h in history], mark[0], label="train")
+    a2.plot(eh, [100 * h[f"{split}_acc"] for h in held], mark[1], label=label)
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy (%)"), a2.legend(), a2.set_title("accuracy")
     fig.suptitle(title)
     fig.tight_layout()
@@ -44,10 +47,10 @@ def _held_out_split(history):
     if not history:
         raise ValueError("plot_learning_curves: history is empty (train at least one epoch)")
     for split in ("test", "val"):
-        if all(f"{split}_loss" in h and f"{split}_acc" in h for h in history):
+        if f"{split}_loss" in history[-1] and f"{split}_acc" in history[-1]:
             return split
-    raise ValueError(f"plot_learning_curves: each row needs test_loss and test_acc (or val_loss and val_acc); "
-                     f"the first row has {sorted(history[0])}")
+    raise ValueError(f"plot_learning_curves: the last row needs test_loss and test_acc (or val_loss and val_acc); "
+                     f"it has {sorted(history[-1])}")
 
 
 def plot_confusion_matrix(cm, path, class_names=None, title="confusion matrix"):
@@ -107,3 +110,63 @@ def _save(fig, path):
 
     plt.close(fig)
     return path
+
+
+def plot_signals_per_class(x, y, path, class_names=None, per_class=3, title=None):
+    """A few series of each class, one panel per class; ``x`` ``(N, C, L)`` (each channel a line)
+    or ``(N, L)``, ``y`` class ids ``(N,)``."""
+    plt = _plt()
+    x, y = np.asarray(x), np.asarray(y)
+    x = x[:, None] if x.ndim == 2 else x
+    classes = np.unique(y)
+    names = class_names or [str(c) for c in range(int(classes.max()) + 1)]
+    ncols = min(len(classes), 5)
+    nrows = -(-len(classes) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, c in zip(axes.flat, classes):
+        for k, i in enumerate(np.flatnonzero(y == c)[:per_class]):
+            for ch in range(x.shape[1]):
+                ax.plot(x[i, ch], color=colors[k % len(colors)], lw=1, alpha=0.8 if x.shape[1] == 1 else 0.4)
+        ax.set_title(f"class {names[int(c)]}", fontsize=9)
+        ax.set_xlabel("time step", fontsize=8)
+    for ax in list(axes.flat)[len(classes):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_cam(x, cam, path, labels=None, preds=None, title=None):
+    """Series coloured by their class activation map (Wang et al. 2017, Fig. 3): one panel per
+    series, ``x`` ``(N, C, L)`` or ``(N, L)``, ``cam`` ``(N, L')`` (resampled to L when L' != L);
+    points are coloured by the CAM scaled to [0, 1] per series (red: strongest evidence)."""
+    plt = _plt()
+    x, cam = np.asarray(x, dtype=np.float64), np.asarray(cam, dtype=np.float64)
+    x = x[:, None] if x.ndim == 2 else x
+    n, length = x.shape[0], x.shape[2]
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.6 * nrows), squeeze=False)
+    t = np.arange(length)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        c = np.interp(np.linspace(0, 1, length), np.linspace(0, 1, cam.shape[1]), cam[i])
+        c = (c - c.min()) / (np.ptp(c) or 1.0)
+        for ch in range(x.shape[1]):
+            ax.plot(t, x[i, ch], color="0.75", lw=0.8, zorder=1)
+            sc = ax.scatter(t, x[i, ch], c=c, cmap="jet", s=6, vmin=0, vmax=1, zorder=2)
+        text = []
+        if labels is not None:
+            text.append(f"true {labels[i]}")
+        if preds is not None:
+            text.append(f"pred {preds[i]}")
+        ax.set_title(", ".join(text), fontsize=9)
+    fig.subplots_adjust(top=0.8 if nrows == 1 else 0.88, hspace=0.5, wspace=0.3, right=0.85)
+    fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.8, label="CAM (scaled)")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
