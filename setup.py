@@ -35,7 +35,8 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda13x"],
         # torch==2.13.0 is the CPU build on these machines; a looser range pulls a multi-GB CUDA build
-        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x"],
+        # mnist1d: the oracle of our offline MNIST-1D regeneration (its make_dataset, never its downloader)
+        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x", "mnist1d"],
         "bench": ["torch==2.13.0"],
         # torchvision's NMS / ROI align as the peers of ours: PyPI's torchvision does not import
         # beside the CPU torch 2.13 here; this pair does (a CUDA build of ~5.5 GB, run on the CPU):
