@@ -1,9 +1,10 @@
 """Every CPU convolution path, forced one at a time, against the plain-loop reference (float64)
 and PyTorch (float32): im2col + GEMM (threaded row/image blocks), Winograd F(2×2, 3×3) for the
-forward and the input gradient, and the direct depthwise kernels. Shapes are drawn so that
-blocks, tiles and images have ragged edges (odd sizes, output sizes that are not multiples of 2,
-asymmetric implicit trailing padding), and the block planner is also exercised with tiny block
-sizes so that images are cut into many row blocks."""
+forward and the input gradient, the 1-D Winograd F(4, r) of 1-D layers, and the direct
+depthwise kernels. Shapes are drawn so that blocks, tiles and images have ragged edges (odd
+sizes, output sizes that are not multiples of 2, asymmetric implicit trailing padding), and the
+block planner is also exercised with tiny block sizes so that images are cut into many row
+blocks."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -696,3 +697,106 @@ def test_filter_transforms_through_the_pool_match_inline(monkeypatch, tile):
     monkeypatch.setattr(CW, "_INLINE_FILTERS", 0)
     np.testing.assert_array_equal(CW.transform_weight(W, tile=tile), inline)
     np.testing.assert_array_equal(CW.winograd_backward_weight3x3(x, gy, (1, 1), tile=tile), gW_inline)
+
+
+_WINOGRAD_CONV1D = C.winograd_conv1d  # the kernels themselves, under the spies below
+_WINOGRAD_WEIGHT1D = C.winograd_backward_weight1d
+
+
+@st.composite
+def geometries_1d(draw):
+    """A 1-D layer as the 2-D kernels see it (H = 1, a 1 × r kernel), r in the 1-D Winograd's sizes,
+    a leading padding up to r + 2 (from r on, the input gradient's r − 1 − p is negative), the
+    output one longer than the symmetric one (asymmetric trailing padding, as ``padding="same"``
+    with an even total) or not, and lengths that leave ragged tiles."""
+    N, C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    r = draw(st.sampled_from(sorted(C._WINOGRAD1D)))
+    L = draw(st.integers(1, 23))
+    p = draw(st.integers(0, r + 2))
+    OL = L + 2 * p - r + 1 + draw(st.integers(0, 1))
+    assume(OL >= 1)
+    return dict(N=N, C_in=C_in, C_out=C_out, H=1, W=L, k=(1, r), s=(1, 1), p=(0, p), d=(1, 1), G=1, out=(1, OL))
+
+
+@settings(deadline=None)
+@given(geometries_1d())
+def test_winograd1d_path_matches_reference(force, monkeypatch, g):
+    """The 1-D Winograd F(4, r) forward (with its bias), input gradient and weight gradient
+    (F(r, 4)), forced on small layers, against the float64 reference loops; the paths are taken
+    (spies)."""
+    calls = []
+    monkeypatch.setattr(C, "winograd_conv1d", lambda *a, **k: calls.append(1) or _WINOGRAD_CONV1D(*a, **k))
+    monkeypatch.setattr(C, "winograd_backward_weight1d",
+                        lambda *a, **k: calls.append(2) or _WINOGRAD_WEIGHT1D(*a, **k))
+    force("winograd")
+    x, W, gy = _data(g, np.float64)
+    b = np.random.default_rng(1).standard_normal(g["C_out"])
+    geo = (g["s"], g["p"], g["d"], 1)
+    want = R.conv2d_forward(x, W, *geo, g["out"]) + b[None, :, None, None]
+    np.testing.assert_allclose(C.conv2d_forward(x, W, *geo, g["out"], bias=b), want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_backward_input(gy, W, (1, g["W"]), *geo),
+                               R.conv2d_backward_input(gy, W, (1, g["W"]), *geo), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_backward_weight(x, gy, g["k"], *geo),
+                               R.conv2d_backward_weight(x, gy, g["k"], *geo), rtol=1e-10, atol=1e-10)
+    assert calls == [1, 1, 2]
+
+
+def test_winograd1d_transforms_are_toom_cook():
+    """Each variant computes its correlation y_i = Σ_k g_k d_{i+k} exactly (float64, random data):
+    the forward's F(m, r) (m outputs, r taps) and the weight gradient's F(r, m), whose input
+    transform is the forward's."""
+    r_ = np.random.default_rng(7)
+    for r, (m, AT, G, BT) in C._WINOGRAD1D.items():
+        for n_out, n_taps, (_, A2, G2, B2) in ((m, r, (m, AT, G, BT)), (r, m, C._WINOGRAD1D_GRAD[r])):
+            alpha = n_out + n_taps - 1
+            assert A2.shape == (n_out, alpha) and G2.shape == (alpha, n_taps) and B2.shape == (alpha, alpha)
+            g, d = r_.standard_normal(n_taps), r_.standard_normal(alpha)
+            want = np.array([g @ d[i:i + n_taps] for i in range(n_out)])
+            np.testing.assert_allclose(A2 @ ((G2 @ g) * (B2 @ d)), want, rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(C._WINOGRAD1D_GRAD[r][3], BT)
+
+
+def test_winograd1d_dispatch_and_float32(monkeypatch):
+    """The documented choice for 1-D layers: F(4, r) for r in (3, 5) with ≥ 32 channels in and out
+    (both maps, a spy on the kernel), im2col for r = 8, few channels, strides, dilation, groups, 2-D
+    maps, FORCE_ALGORITHM = "im2col" and values out of range (an inf); float32 results of the taken
+    path against PyTorch, including "same" padding's asymmetric zeros on a ragged length."""
+    assert C._use_winograd1d((1, 5), (1, 1), (1, 1), 1, 128, 256, (1, 150), (1, 150))
+    assert C._use_winograd1d((1, 3), (1, 1), (1, 1), 1, 256, 128, (1, 150), (1, 150))
+    assert not C._use_winograd1d((1, 8), (1, 1), (1, 1), 1, 64, 128, (1, 150), (1, 150))
+    assert not C._use_winograd1d((1, 5), (1, 1), (1, 1), 1, 1, 128, (1, 150), (1, 150))
+    assert not C._use_winograd1d((1, 5), (1, 2), (1, 1), 1, 64, 64, (1, 150), (1, 74))
+    assert not C._use_winograd1d((1, 5), (1, 1), (1, 2), 1, 64, 64, (1, 150), (1, 142))
+    assert not C._use_winograd1d((1, 5), (1, 1), (1, 1), 2, 64, 64, (1, 150), (1, 150))
+    assert not C._use_winograd1d((1, 5), (1, 1), (1, 1), 1, 64, 64, (4, 150), (4, 150))
+    calls = []
+    monkeypatch.setattr(C, "winograd_conv1d", lambda *a, **k: calls.append(1) or _WINOGRAD_CONV1D(*a, **k))
+    monkeypatch.setattr(C, "winograd_backward_weight1d",
+                        lambda *a, **k: calls.append(2) or _WINOGRAD_WEIGHT1D(*a, **k))
+    r_ = np.random.default_rng(11)
+    N, Ci, L, Co = 5, 40, 61, 36
+    for k in (4, 3, 5):
+        x = r_.standard_normal((N, Ci, 1, L)).astype(np.float32)
+        W = (r_.standard_normal((Co, Ci, 1, k)) * 0.1).astype(np.float32)
+        b = r_.standard_normal(Co).astype(np.float32)
+        gy = r_.standard_normal((N, Co, 1, L)).astype(np.float32)
+        p = (k - 1) // 2  # "same": the odd zero at the end
+        calls.clear()
+        y = C.conv2d_forward(x, W, (1, 1), (0, p), (1, 1), 1, (1, L), bias=b)
+        gx = C.conv2d_backward_input(gy, W, (1, L), (1, 1), (0, p), (1, 1), 1)
+        gW = C.conv2d_backward_weight(x, gy, (1, k), (1, 1), (0, p), (1, 1), 1)
+        assert calls == ([1, 1, 2] if k in C._WINOGRAD1D else [])
+        tx = torch.from_numpy(x[:, :, 0]).requires_grad_(True)
+        tw = torch.from_numpy(W[:, :, 0]).requires_grad_(True)
+        ty = TF.conv1d(tx, tw, torch.from_numpy(b), padding="same")
+        ty.backward(torch.from_numpy(gy[:, :, 0]))
+        assert rel_err(y[:, :, 0], ty.detach().numpy()) < 2e-5
+        assert rel_err(gx[:, :, 0], tx.grad.numpy()) < 2e-5
+        assert rel_err(gW[:, :, 0], tw.grad.numpy()) < 2e-5
+    x[0, 3, 0, 7] = np.inf  # out of range: im2col, whose inf stays in its receptive field
+    calls.clear()
+    y = C.conv2d_forward(x, W, (1, 1), (0, 1), (1, 1), 1, (1, L))
+    C.conv2d_backward_weight(x, gy, (1, 5), (1, 1), (0, 1), (1, 1), 1)
+    assert calls == [] and np.isfinite(y[1:]).all() and np.isfinite(y[0, :, 0, 11:]).all()
+    monkeypatch.setattr(C, "FORCE_ALGORITHM", "im2col")
+    assert not C._use_winograd1d((1, 5), (1, 1), (1, 1), 1, 128, 256, (1, 150), (1, 150))

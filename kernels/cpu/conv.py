@@ -31,6 +31,15 @@ Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (
 Winograd F(4,3)    the same, from 56×56 output positions   36 GEMMs, 1.78× fewer flops again
                                                            (``conv_winograd4.py``): (4,128,112,112)
                                                            →128 forward 45 ms vs 61 for F(2,3)
+Winograd 1-D       1-D maps (H = 1, a 1 × r kernel), r = 3  F(4, r): α = r + 3 GEMMs over the channels
+F(4, r)            or 5, stride 1, undilated, 1 group,     (C_in inner dimension) instead of one over
+                   ≥ 32 channels in and out (and values    C_in·r, 2× (r = 3) and 2.5× (r = 5) fewer
+                   in ``_in_winograd1d_range``)            flops; the input gradient is the same
+                                                           kernel on gy, the weight gradient F(r, 4)
+                                                           (``winograd_backward_weight1d``). FCN-1D
+                                                           (16,128,150)→256 k5 fwd 4.6 vs 7.5 ms,
+                                                           gx 5.0 vs 7.5, gW 5.5–5.9 vs 8.0–8.3
+                                                           (loaded machine, alternating)
 im2col + GEMM      everything else (grouped, strided,      ``cols = im2col(block)`` in a reused
                    dilated, few channels, small images),   per-thread workspace, one GEMM per block
                    and the Winograd shapes whose values
@@ -39,6 +48,11 @@ im2col + GEMM      everything else (grouped, strided,      ``cols = im2col(block
                    the float range:
                    ``conv_winograd.winograd_in_range``)
 =================  ======================================  ============================================
+
+1-D layers: the im2col GEMMs of a 1-D layer already run at OpenBLAS's kernel speed (the block
+planner groups whole images, the "same" padding's trailing zero costs nothing, ``_FLAT`` copies),
+so with ``OPENBLAS_CORETYPE=Haswell`` (AVX2) against PyTorch's AVX-512 oneDNN only fewer flops
+close the gap: the 1-D Winograd row above.
 
 Weight gradient: Winograd (``winograd_backward_weight3x3``) under the first two Winograd rules
 (≥ 1024 positions, or wide layers), measured 1.15–1.4× faster than im2col on (8,64,56,56),
@@ -531,6 +545,250 @@ def col2im(cols, x_hw, kernel_hw, stride, padding, dilation, out_hw):
     return x
 
 
+# ---- 1-D Winograd F(m, r) ------------------------------------------------------------------------
+def _toom_cook(m, r, points):
+    """(Aᵀ (m, α), G (α, r), Bᵀ (α, α)) of the 1-D Winograd F(m, r), α = m + r − 1, from the α − 1
+    finite interpolation ``points`` and ∞, exact in fractions, returned as float64 arrays.
+
+    With E_n (α, n) the evaluation of a polynomial of degree n − 1 at the points (row of p:
+    1, p, …, p^{n−1}; row of ∞: its leading coefficient), the product of polynomials of m and r
+    coefficients is c = E_α⁻¹ ((E_m a) ⊙ (E_r g)). The correlation y_i = Σ_k g_k d_{i+k}
+    (i < m, k < r) is that map's transpose in a, so y = E_mᵀ ((E_r g) ⊙ (E_α⁻ᵀ d)):
+    Aᵀ = E_mᵀ, G = E_r, Bᵀ = E_α⁻ᵀ."""
+    from fractions import Fraction
+
+    alpha = m + r - 1
+    pts = [Fraction(p) for p in points]
+
+    def evaluation(n):
+        return [[p ** j for j in range(n)] for p in pts] + [[Fraction(0)] * (n - 1) + [Fraction(1)]]
+
+    E = evaluation(alpha)  # Gauss-Jordan inverse of the (α, α) Vandermonde matrix
+    inv = [[Fraction(int(i == j)) for j in range(alpha)] for i in range(alpha)]
+    for col in range(alpha):
+        piv = next(i for i in range(col, alpha) if E[i][col] != 0)
+        E[col], E[piv], inv[col], inv[piv] = E[piv], E[col], inv[piv], inv[col]
+        scale = E[col][col]
+        E[col] = [v / scale for v in E[col]]
+        inv[col] = [v / scale for v in inv[col]]
+        for i in range(alpha):
+            if i != col and E[i][col] != 0:
+                f = E[i][col]
+                E[i] = [a - f * b for a, b in zip(E[i], E[col])]
+                inv[i] = [a - f * b for a, b in zip(inv[i], inv[col])]
+    AT = np.array(evaluation(m), dtype=np.float64).T
+    G = np.array(evaluation(r), dtype=np.float64)
+    BT = np.array(inv, dtype=np.float64).T
+    return AT, G, BT
+
+
+#: the 1-D Winograd variants, by kernel size r: (m, Aᵀ, G, Bᵀ). F(4, 3) on the points 0, ±1, ±2
+#: (6 products for 12 multiplications, 2×), F(4, 5) on 0, ±1, ±2, ±1/2 (8 for 20, 2.5×); float32
+#: error ~2e-6 of the output's maximum (im2col: ~1e-6), measured on 128 channels
+_WINOGRAD1D = {3: (4,) + _toom_cook(4, 3, (0, 1, -1, 2, -2)),
+               5: (4,) + _toom_cook(4, 5, (0, 1, -1, 2, -2, 0.5, -0.5))}
+#: the weight gradient's variants, by kernel size r: (m, Aᵀ, G, Bᵀ) of F(r, m) on the same points
+#: (its sums over a tile, Σ_s gy[t·m + s] · x[t·m + s + k − p] for k < r, are that correlation of the
+#: α inputs with the tile's m output gradients); Bᵀ, the forward's, transforms x the same way
+_WINOGRAD1D_GRAD = {3: (4,) + _toom_cook(3, 4, (0, 1, -1, 2, -2)),
+                    5: (4,) + _toom_cook(5, 4, (0, 1, -1, 2, -2, 0.5, -0.5))}
+
+#: 1-D Winograd from this many channels in and out (the GEMMs contract over C_in, or C_out for the
+#: input gradient, instead of C·r)
+_WINOGRAD1D_MIN_CHANNELS = 32
+#: ... and about this many GEMM columns (tiles) per task
+_WINOGRAD1D_TASK_TILES = 256
+
+
+def _use_winograd1d(kernel_hw, stride, dilation, groups, C_in, C_out, in_hw, out_hw):
+    """1-D Winograd (:func:`winograd_conv1d`) for a 1-D map (H = 1, a 1 × r kernel, r in
+    ``_WINOGRAD1D``), stride 1, undilated, one group, ≥ ``_WINOGRAD1D_MIN_CHANNELS`` channels in and
+    out (any channel count when ``FORCE_ALGORITHM`` names a Winograd; never when it is "im2col")."""
+    if FORCE_ALGORITHM == "im2col":
+        return False
+    applies = (kernel_hw[0] == 1 and kernel_hw[1] in _WINOGRAD1D and in_hw[0] == 1 and out_hw[0] == 1
+               and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1)
+    if FORCE_ALGORITHM in ("winograd", "winograd4") or not applies:
+        return applies
+    return min(C_in, C_out) >= _WINOGRAD1D_MIN_CHANNELS
+
+
+def _in_winograd1d_range(r, terms, a, b, bias, variants=None):
+    """Whether :func:`winograd_conv1d` of ``a`` (the map) and ``b`` (the filters) cannot overflow:
+    every transformed value is bounded by ‖Bᵀ‖∞·max|a| and ‖G‖∞·max|b|, every GEMM entry by ``terms``
+    times their product, the output by ‖Aᵀ‖∞ times that plus max|bias|; all must stay below half
+    the dtype's largest value (False for any inf or NaN, whose comparisons are False).
+    ``variants``: ``_WINOGRAD1D`` (the default) or ``_WINOGRAD1D_GRAD`` (the weight gradient, ``a``
+    the map, ``b`` the output gradient, ``terms`` the tiles of all images)."""
+    _, AT, G, BT = (_WINOGRAD1D if variants is None else variants)[r]
+    ga, gg, gb = (float(np.abs(M).sum(axis=1).max()) for M in (AT, G, BT))
+    limit = float(np.finfo(a.dtype).max) / 2
+    max_a, max_b = max_abs(a), max_abs(b)
+    max_bias = 0.0 if bias is None else max_abs(bias)
+    v, u = gb * max_a, gg * max_b
+    return v <= limit and u <= limit and ga * terms * u * v + max_bias <= limit
+
+
+@no_refcount
+def _winograd1d_input(x3, V, xph, n0, Q, p, m, BT):
+    """V[ξ, c, i·Q + t] = Σ_j Bᵀ[ξ, j] · x3[n0 + i, c, t·m − p + j] (0 outside [0, L)) for the
+    tiles t < T of the task's images i; V is (α, C, nb·Q), Q = T + ⌊(α − 1)/m⌋ + 1 columns an
+    image, those from T on finite filler of the same bound that the output transform skips.
+    ``xph`` (m, nb·Q): the images' planes split into their m phases, xph[ph, i·Q + q] =
+    x[q·m + ph − p], so that input j of tile t is xph[j mod m, i·Q + t + ⌊j/m⌋]: each term is one
+    contiguous row over all the task's tiles (vectorised; a row per image, 38 tiles, left much of
+    each loop to the scalar remainder)."""
+    alpha, C, nbQ = V.shape
+    L = x3.shape[2]
+    nb = nbQ // Q
+    jmax = (alpha - 1) // m
+    span = nbQ - jmax
+    zero = V.dtype.type(0)
+    for c in range(C):
+        for i in range(nb):
+            plane = x3[n0 + i, c]
+            for ph in range(m):
+                dst = xph[ph, i * Q:(i + 1) * Q]
+                q_lo = min(Q, max(0, (p - ph + m - 1) // m))  # first q with q·m + ph − p ≥ 0
+                q_hi = max(q_lo, min(Q, (L - 1 + p - ph) // m + 1))  # ... and ≤ L − 1
+                for q in range(q_lo):
+                    dst[q] = zero
+                for q in range(q_lo, q_hi):
+                    dst[q] = plane[q * m + ph - p]
+                for q in range(q_hi, Q):
+                    dst[q] = zero
+        for xi in range(alpha):
+            out = V[xi, c]
+            for t in range(nbQ):
+                out[t] = zero
+            for j in range(alpha):
+                coef = BT[xi, j]
+                if coef != 0:
+                    src = xph[j % m, j // m:j // m + span]
+                    dst = out[:span]
+                    for t in range(span):
+                        dst[t] += coef * src[t]
+
+
+@no_refcount
+def _winograd1d_output(M, y3, ys, n0, AT, bias):
+    """y3[n0 + i, co, t·m + s] = bias[co] + Σ_ξ Aᵀ[s, ξ] · M[ξ, co, i·Q + t] for the tiles t of the
+    task's images i (M (α, C_out, nb·Q), the layout of :func:`_winograd1d_input`; outputs past y3's
+    length dropped). ``ys`` (m, nb·Q): scratch, one row per output phase s over all the tiles."""
+    alpha, Co, nbQ = M.shape
+    m = ys.shape[0]
+    OL = y3.shape[2]
+    T = -(-OL // m)
+    Q = T + (alpha - 1) // m + 1
+    nb = nbQ // Q
+    full = OL // m
+    for co in range(Co):
+        for s in range(m):
+            row = ys[s]
+            for t in range(nbQ):
+                row[t] = 0
+            for xi in range(alpha):
+                coef = AT[s, xi]
+                if coef != 0:
+                    src = M[xi, co]
+                    for t in range(nbQ):
+                        row[t] += coef * src[t]
+        b = bias[co]
+        for i in range(nb):
+            out, base = y3[n0 + i, co], i * Q
+            for t in range(full):
+                for s in range(m):
+                    out[t * m + s] = ys[s, base + t] + b
+            for o in range(full * m, OL):
+                out[o] = ys[o - full * m, base + full] + b
+
+
+#: per-thread workspaces of the 1-D Winograd: the phases of a plane and the output rows of a tile row
+WINO1D_PHASES = Workspace()
+WINO1D_ROWS = Workspace()
+
+
+def winograd_conv1d(x, W, pad, OL, bias=None, flipped_transposed=False):
+    """y (N, C_out, 1, OL) = the 1-D convolution of x (N, C, 1, L) with W (C_out, C, 1, r), leading
+    padding ``pad`` (+ bias), by Winograd F(m, r) (``_WINOGRAD1D``): per tile of m outputs,
+    y = Aᵀ [(G w) ⊙ (Bᵀ d)] over the α = m + r − 1 inputs d it reads; the α products become α
+    GEMMs over the channels, U[ξ] (C_out, C) @ V[ξ] (C, tiles). With ``flipped_transposed`` the
+    filter is W[co, c, 0, r − 1 − k] taken as (C, C_out) (the input gradient: the convolution of gy
+    with the flipped, transposed filter, leading padding r − 1 − p). Tasks: a few whole images
+    (about ``_WINOGRAD1D_TASK_TILES`` tiles, ≥ 2 tasks a thread when there are images enough)."""
+    x = np.ascontiguousarray(x)
+    N, C, _, L = x.shape
+    r = W.shape[3]
+    m, AT, G, BT = _WINOGRAD1D[r]
+    alpha = m + r - 1
+    dt = x.dtype
+    W2 = np.ascontiguousarray(W, dtype=dt).reshape(W.shape[0] * W.shape[1], r)
+    if flipped_transposed:  # U[ξ] = (G[:, ::-1] W)[ξ]ᵀ: (C_in, C_out) for the GEMM, a transposed view
+        Co = W.shape[1]
+        U = np.matmul(G[:, ::-1].astype(dt), W2.T).reshape(alpha, W.shape[0], Co).transpose(0, 2, 1)
+    else:
+        Co = W.shape[0]
+        U = np.matmul(G.astype(dt), W2.T).reshape(alpha, Co, C)
+    ATd, BTd = AT.astype(dt), BT.astype(dt)
+    b = bias_vector(bias, Co, dt)
+    T = -(-OL // m)
+    Q = T + (alpha - 1) // m + 1
+    nb = max(1, min(-(-_WINOGRAD1D_TASK_TILES // T), N // (2 * NUM_THREADS)))
+    y = np.empty((N, Co, 1, OL), dtype=dt)
+    x3, y3 = x.reshape(N, C, L), y.reshape(N, Co, OL)
+
+    def task(n0, _):
+        cols = (min(N, n0 + nb) - n0) * Q
+        V = COLS.get((alpha, C, cols), dt)
+        Mp = PRODUCT.get((alpha, Co, cols), dt)
+        _winograd1d_input(x3, V, WINO1D_PHASES.get((m, cols), dt), n0, Q, pad, m, BTd)
+        np.matmul(U, V, out=Mp)
+        _winograd1d_output(Mp, y3, WINO1D_ROWS.get((m, cols), dt), n0, ATd, b)
+
+    run_tasks(task, range(0, N, nb))
+    return y
+
+
+def winograd_backward_weight1d(x, gy, r, pad):
+    """gW (C_out, C, 1, r)[co, c, 0, k] = Σ_{n, l} gy[n, co, 0, l] · x[n, c, 0, l + k − pad] (x zero
+    outside [0, L)) by Winograd F(r, m) per tile of m output positions (``_WINOGRAD1D_GRAD``):
+    gW[co, c] = Aᵀ Σ_tiles (G gy_tile)[ξ, co] · (Bᵀ x_window)[ξ, c], the α sums over all tiles of all
+    images being α GEMMs Z[ξ] (C_out, C) = Gy[ξ] @ V[ξ]ᵀ. V is the forward's input transform; Gy
+    the same kernel with G in the first m columns of its matrix (its filler columns are zero, so
+    the forward layout's padding tiles add nothing). One accumulator per thread, summed in chunk
+    order (the same sum on every run)."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    N, C, _, L = x.shape
+    Co, OL = gy.shape[1], gy.shape[3]
+    m, AT, G, BT = _WINOGRAD1D_GRAD[r]
+    alpha = m + r - 1
+    dt = x.dtype
+    Gsq = np.zeros((alpha, alpha), dtype=dt)
+    Gsq[:, :m] = G
+    BTd = BT.astype(dt)
+    T = -(-OL // m)
+    Q = T + (alpha - 1) // m + 1
+    nb = max(1, min(-(-_WINOGRAD1D_TASK_TILES // T), N // (2 * NUM_THREADS)))
+    x3, gy3 = x.reshape(N, C, L), gy.reshape(N, Co, OL)
+
+    def task(n0, state):
+        acc, prod = state
+        cols = (min(N, n0 + nb) - n0) * Q
+        V = COLS.get((alpha, C, cols), dt)
+        Gy = GY_T.get((alpha, Co, cols), dt)
+        phases = WINO1D_PHASES.get((m, cols), dt)
+        _winograd1d_input(x3, V, phases, n0, Q, pad, m, BTd)
+        _winograd1d_input(gy3, Gy, phases, n0, Q, 0, m, Gsq)
+        np.matmul(Gy, V.transpose(0, 2, 1), out=prod)
+        acc += prod
+
+    states = run_tasks(task, range(0, N, nb),
+                       lambda: (np.zeros((alpha, Co, C), dtype=dt), np.empty((alpha, Co, C), dtype=dt)))
+    Z = sum_accumulators(states)
+    gW = np.matmul(AT.astype(dt), Z.reshape(alpha, Co * C)).reshape(r, Co, C)
+    return np.ascontiguousarray(gW.transpose(1, 2, 0)).reshape(Co, C, 1, r)
+
+
 #: the forward's blocks of several images with fewer output positions each than this are laid out
 #: wide, ``(K, nb, B)`` columns (``im2col_block(..., wide=True)``), for one GEMM over the block
 #: instead of one per image: (64,64,5,5)→64 3×3 (B = 9) 0.9 vs 1.0–1.3 ms. From 11×11 outputs on it
@@ -558,6 +816,9 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
     tile = _winograd_tile(out_hw)
     if _use_winograd((kH, kW), stride, dilation, G, C_in, C_out, out_hw) and _in_winograd_range(tile, C_in, x, W, bias):
         return winograd_conv3x3(x, W, padding, out_hw, bias, tile=tile)
+    if (_use_winograd1d((kH, kW), stride, dilation, G, C_in, C_out, (H, Wd), out_hw)
+            and _in_winograd1d_range(kW, C_in, x, W, bias)):
+        return winograd_conv1d(x, W, padding[1], OW, bias)
     Wg, yv = W.reshape(G, Mg, K), y.reshape(N, G, Mg, OH * OW)
     bg = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype).reshape(G, Mg)
     pointwise = _is_pointwise((kH, kW), stride, padding, (H, Wd), out_hw)
@@ -649,6 +910,11 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
         # gy with the flipped, transposed filter and leading padding 2 − p
         return winograd_conv3x3(gy, W, (kH - 1 - padding[0], kW - 1 - padding[1]), x_hw, flipped_transposed=True,
                                 tile=tile)
+    if (_use_winograd1d((kH, kW), stride, dilation, G, C_out, C_in, (OH, OW), x_hw)
+            and _in_winograd1d_range(kW, C_out, gy, W, None)):
+        # gx[c, iw] = Σ W[co, c, kw] gy[co, iw + pw − kw]: the convolution of gy with the flipped,
+        # transposed filter and leading padding kW − 1 − pw
+        return winograd_conv1d(gy, W, kW - 1 - padding[1], Wd, None, flipped_transposed=True)
     WgT = W.reshape(G, Mg, K).transpose(0, 2, 1)
     gyv = gy.reshape(N, G, Mg, OH * OW)
     if _is_pointwise((kH, kW), stride, padding, x_hw, (OH, OW)):
@@ -753,6 +1019,9 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     if (_use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True)
             and _in_winograd_range(tile, _winograd_tiles(N, (OH, OW), tile), x, gy)):
         return winograd_backward_weight3x3(x, gy, padding, tile=tile)
+    if (_use_winograd1d(kernel_hw, stride, dilation, G, C_in, C_out, (H, Wd), (OH, OW))
+            and _in_winograd1d_range(kW, N * -(-OW // _WINOGRAD1D_GRAD[kW][0]), x, gy, None, _WINOGRAD1D_GRAD)):
+        return winograd_backward_weight1d(x, gy, kW, padding[1])
     pointwise = _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW))
     xv, gyv = x.reshape(N, G, Cg, H * Wd), gy.reshape(N, G, Mg, OH * OW)
 
