@@ -93,6 +93,8 @@ three kernels.
 (a convolution of gy) and weight gradient both read the columns of gy: built once per block.
 The depthwise kernels own planes or channels (no races). ``FORCE_ALGORITHM`` forces im2col or Winograd.
 """
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -620,13 +622,20 @@ def _in_winograd1d_range(r, terms, a, b, bias, variants=None):
     the dtype's largest value (False for any inf or NaN, whose comparisons are False).
     ``variants``: ``_WINOGRAD1D`` (the default) or ``_WINOGRAD1D_GRAD`` (the weight gradient, ``a``
     the map, ``b`` the output gradient, ``terms`` the tiles of all images)."""
-    _, AT, G, BT = (_WINOGRAD1D if variants is None else variants)[r]
-    ga, gg, gb = (float(np.abs(M).sum(axis=1).max()) for M in (AT, G, BT))
+    ga, gg, gb = _winograd1d_norms(r, variants is _WINOGRAD1D_GRAD)
     limit = float(np.finfo(a.dtype).max) / 2
     max_a, max_b = max_abs(a), max_abs(b)
     max_bias = 0.0 if bias is None else max_abs(bias)
     v, u = gb * max_a, gg * max_b
     return v <= limit and u <= limit and ga * terms * u * v + max_bias <= limit
+
+
+@functools.lru_cache(maxsize=None)
+def _winograd1d_norms(r, gradient):
+    """The row-sum norms ‖Aᵀ‖∞, ‖G‖∞, ‖Bᵀ‖∞ of the transforms of ``_WINOGRAD1D[r]`` (or of
+    ``_WINOGRAD1D_GRAD[r]`` when ``gradient``), computed once per table entry."""
+    _, AT, G, BT = (_WINOGRAD1D_GRAD if gradient else _WINOGRAD1D)[r]
+    return tuple(float(np.abs(M).sum(axis=1).max()) for M in (AT, G, BT))
 
 
 @no_refcount
