@@ -9,6 +9,11 @@ writes learning curves, a confusion matrix and a checkpoint to runs/<model>-<dat
 python -m minicnn train --task signals --model fcn1d --dataset gunpoint
 and adds example signals per class and class activation maps over time;
 python -m minicnn --task signals --help lists its models, datasets and defaults.
+
+--task segmentation trains a segmentation network (FCN, U-Net, SegNet, DeepLab) on real pixels:
+digit canvases (11 classes) or the embedded nuclei image split by region, e.g.
+python -m minicnn train --task segmentation --model unet --dataset nuclei
+and adds per-class IoU bars and truth/prediction overlays.
 """
 import argparse
 import json
@@ -22,7 +27,7 @@ import numpy as np
 from .device import get_device
 
 DATASETS = ("digits", "fashion-mnist")
-TASKS = ("images", "signals")
+TASKS = ("images", "signals", "segmentation")
 # --task signals: the embedded UCR/UEA sets (minicnn.data.UCR_DATASETS) and MNIST-1D
 SIGNAL_DATASETS = ("gunpoint", "arrowhead", "italypowerdemand", "osuleaf", "basicmotions", "japanesevowels",
                    "mnist1d")
@@ -128,11 +133,21 @@ def _add_flags(parser, with_defaults, task="images"):
         action = parser.add_argument(*names, default=default if with_defaults else argparse.SUPPRESS, **kw)
         action.shown_default = default
 
-    signals = task == "signals"
+    signals, segmentation = task == "signals", task == "segmentation"
     flag("--task", default="images", choices=TASKS,
-         help="images (2-D CNNs on digits) or signals (1-D CNNs on time series); --model and --dataset "
-              "choices follow it")
-    if signals:
+         help="images (2-D CNNs on digits), signals (1-D CNNs on time series) or segmentation (per-pixel "
+              "classes); --model and --dataset choices follow it")
+    if segmentation:
+        from .cli_segmentation import SEG_DATASETS, SEG_MODELS, SEG_RECIPES, add_segmentation_flags
+        flag("--model", default="unet", choices=SEG_MODELS, help="segmentation architecture (a small configuration), "
+             "from minicnn.models.segmentation")
+        flag("--dataset", default="nuclei", choices=SEG_DATASETS, help="digit canvases or the nuclei image by region")
+        for name, i, what in (("--epochs", 0, "passes over the training images"),
+                              ("--batch-size", 1, "images per gradient step"),
+                              ("--eval-every", 3, "evaluate on the test split after every k-th epoch and the last")):
+            flag(name, type=positive_int, help=f"{what} (per dataset: " +
+                 ", ".join(f"{k} {v[i]}" for k, v in SEG_RECIPES.items()) + ")")
+    elif signals:
         flag("--model", default="fcn1d", choices=model_choices(task), help="1-D architecture, from minicnn.models")
         flag("--dataset", default="gunpoint", choices=SIGNAL_DATASETS,
              help="embedded UCR/UEA time series (published splits) or MNIST-1D")
@@ -150,12 +165,20 @@ def _add_flags(parser, with_defaults, task="images"):
         flag("--batch-size", type=positive_int, default=32, help="images per gradient step")
         flag("--eval-every", type=positive_int, default=1, help="evaluate on the test split after every k-th "
              "epoch and the last")
-    flag("--lr", type=positive_float, default=1e-3, help="learning rate")
+    if segmentation:
+        flag("--lr", type=positive_float, help="learning rate (per dataset: " +
+             ", ".join(f"{k} {v[2]}" for k, v in SEG_RECIPES.items()) + ")")
+    else:
+        flag("--lr", type=positive_float, default=1e-3, help="learning rate")
     flag("--optimizer", default="adam", choices=("adam", "sgd", "adamw"), help="sgd has momentum 0.9")
     flag("--weight-decay", type=non_negative_float, default=0.0, help="L2 penalty")
     flag("--schedule", default="cosine", choices=("none", "cosine", "step"),
          help="learning-rate schedule over the epochs")
-    if signals:
+    if segmentation:
+        flag("--augment", action=argparse.BooleanOptionalAction,
+             help="random flips and 90-degree rotations of image and mask (default: on for nuclei, off for digits)")
+        add_segmentation_flags(flag)
+    elif signals:
         flag("--augment", action=argparse.BooleanOptionalAction, default=False,
              help="not defined for signals: --augment is an error")
     else:
@@ -222,6 +245,9 @@ def train(args, log=print):
     from .train import Trainer
 
     task = getattr(args, "task", "images")
+    if task == "segmentation":
+        from .cli_segmentation import train_segmentation
+        return train_segmentation(args, log)
     signals = task == "signals"
     if signals:
         resolve_signal_defaults(args)

@@ -4,7 +4,10 @@ Every function accepts NumPy arrays, anything ``np.asarray`` understands, and
 objects with a ``.numpy()`` method (a minicnn or torch Tensor).
 
 Classification: :func:`accuracy`, :func:`top_k_accuracy`, :func:`confusion_matrix`,
-:func:`precision_recall_f1`. Segmentation: :func:`iou_masks`, :func:`mean_iou`.
+:func:`precision_recall_f1`. Segmentation: :func:`iou_masks`, :func:`mean_iou`,
+:func:`dice_per_class`, :func:`pixel_accuracy`, :func:`segmentation_scores`; instances:
+:func:`connected_components`, :func:`instances_from_semantic`, :func:`match_instances`,
+:func:`instance_f1`, :func:`instance_average_precision`.
 Detection: :func:`box_iou_numpy`, :func:`average_precision`,
 :func:`average_precision_per_class`, :func:`mean_average_precision`, :func:`coco_map`.
 
@@ -323,3 +326,306 @@ def coco_map(detections, ground_truths):
     """
     return float(np.mean([mean_average_precision(detections, ground_truths, t, method="coco")
                           for t in COCO_IOU_THRESHOLDS]))
+
+
+# ---------------------------------------------------------------------------
+# segmentation: Dice, pixel accuracy, a summary; instances from masks and their matching
+# ---------------------------------------------------------------------------
+
+
+def _kept_labels(pred, target, num_classes, ignore_index, name):
+    """Flat class ids of prediction and target without the ignored pixels, range-checked."""
+    pred, target = _labels(pred, target, name)
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
+    pred, target = pred.ravel(), target.ravel()
+    if num_classes is not None:
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"{name}: num_classes must be a positive integer, got {num_classes}")
+        for what, a in (("pred", pred), ("target", target)):
+            if a.size and (a.min() < 0 or a.max() >= num_classes):
+                raise ValueError(f"{name}: {what} has class ids outside 0..{num_classes - 1} "
+                                 f"(min {a.min()}, max {a.max()}); pass ignore_index for void pixels")
+    return pred, target
+
+
+def dice_per_class(pred, target, num_classes, ignore_index=None):
+    """Per-class Dice coefficient of two label masks.
+
+    ``Dice_c = 2 |P_c and T_c| / (|P_c| + |T_c|)``, ``P_c`` and ``T_c`` the pixels labelled
+    ``c`` in prediction and target, over all pixels of all images; NaN where both are empty.
+    Pixels whose target is ``ignore_index`` are left out. ``pred`` may be scores
+    ``(N, C, H, W)`` (argmax over axis 1). ``Dice_c = 2 IoU_c / (1 + IoU_c)``.
+
+    Returns:
+        float64 array ``(num_classes,)``.
+    """
+    pred, target = _kept_labels(pred, target, num_classes, ignore_index, "dice_per_class")
+    m = confusion_matrix(pred, target, num_classes).astype(np.float64)
+    total = m.sum(axis=0) + m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 2 * np.diag(m) / np.where(total > 0, total, 1), np.nan)
+
+
+def pixel_accuracy(pred, target, ignore_index=None):
+    """Fraction of pixels whose predicted class equals the target, ``mean(pred == target)``.
+
+    Pixels whose target is ``ignore_index`` are left out; 0.0 when no pixel is left.
+    ``pred`` may be scores ``(N, C, H, W)`` (argmax over axis 1).
+    """
+    pred, target = _kept_labels(pred, target, None, ignore_index, "pixel_accuracy")
+    return float((pred == target).mean()) if target.size else 0.0
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else 0.0
+
+
+def segmentation_scores(pred, target, num_classes, ignore_index=None):
+    """The usual semantic-segmentation scores of a prediction, in one dict.
+
+    Keys: ``per_class_iou`` (:func:`iou_masks`), ``mean_iou`` (:func:`mean_iou`),
+    ``per_class_dice`` (:func:`dice_per_class`), ``mean_dice`` (mean over the classes where
+    Dice is defined, 0.0 if none), ``pixel_accuracy`` (:func:`pixel_accuracy`) and
+    ``foreground_iou``: the IoU of "any class >= 1" against background,
+    ``|P_fg and T_fg| / |P_fg or T_fg|`` (NaN when both are empty). Pixels whose target is
+    ``ignore_index`` are left out of all of them. ``pred`` may be scores ``(N, C, H, W)``.
+    """
+    pred, target = _labels(pred, target, "segmentation_scores")      # argmax once
+    _kept_labels(pred, target, num_classes, ignore_index, "segmentation_scores")
+    p, t = pred, target
+    if ignore_index is not None:
+        keep = target != ignore_index
+        p, t = pred[keep], target[keep]
+    inter, union = np.sum((p >= 1) & (t >= 1)), np.sum((p >= 1) | (t >= 1))
+    dice = dice_per_class(pred, target, num_classes, ignore_index)
+    return {
+        "per_class_iou": iou_masks(pred, target, num_classes, ignore_index),
+        "mean_iou": mean_iou(pred, target, num_classes, ignore_index),
+        "per_class_dice": dice,
+        "mean_dice": _nanmean(dice),
+        "pixel_accuracy": pixel_accuracy(pred, target, ignore_index),
+        "foreground_iou": float(inter / union) if union else float("nan"),
+    }
+
+
+def connected_components(mask, connectivity=1):
+    """Label the connected components of the nonzero pixels of a 2-D mask.
+
+    Two foreground pixels are connected when they are 4-neighbours (``connectivity=1``) or
+    8-neighbours (``connectivity=2``, diagonals too). Two-pass union-find (a Numba kernel,
+    ``kernels/cpu/label.py``; the plain-loop version is ``kernels/reference/label.py``).
+
+    Returns:
+        ``(labels, count)``: int32 ``(H, W)`` with 0 on background and ``1..count`` on the
+        components, numbered in raster order (rows, then columns) of their first pixel, as
+        ``scipy.ndimage.label`` does.
+    """
+    from .kernels.cpu.label import connected_components as label_kernel
+
+    mask = to_numpy(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"connected_components: mask must be 2-D (H, W), got shape {mask.shape}")
+    if connectivity not in (1, 2):
+        raise ValueError(f"connected_components: connectivity must be 1 (4-neighbours) or 2 "
+                         f"(8-neighbours), got {connectivity}")
+    return label_kernel(mask, int(connectivity))
+
+
+def _remove_small_and_renumber(inst, min_size):
+    """Drop the instances of fewer than ``min_size`` pixels, renumber the rest ``1..K`` in order."""
+    counts = np.bincount(inst.ravel())
+    keep = counts >= min_size
+    keep[0] = False
+    new_id = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
+    return new_id[inst]
+
+
+def _grow_into(inst, allowed, steps):
+    """Up to ``steps`` rounds of 4-neighbour label dilation of ``inst`` into the ``allowed`` pixels.
+
+    In each round every unlabelled allowed pixel with a labelled 4-neighbour (labelled before
+    the round) takes the smallest of those neighbours' ids.
+    """
+    big = np.iinfo(np.int32).max
+    for _ in range(steps):
+        free = allowed & (inst == 0)
+        if not free.any():
+            break
+        nearest = np.full(inst.shape, big, dtype=np.int32)
+        padded = np.pad(inst, 1)
+        for nb in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]):
+            nearest = np.where(nb > 0, np.minimum(nearest, nb), nearest)
+        take = free & (nearest < big)
+        if not take.any():
+            break
+        inst = np.where(take, nearest, inst).astype(np.int32)
+    return inst
+
+
+def instances_from_semantic(labels, mode="foreground", min_size=1, connectivity=1, grow_steps=3):
+    """Instance masks from a predicted semantic mask.
+
+    * ``mode="foreground"`` (2-class prediction): the instances are the connected components
+      (:func:`connected_components`) of the pixels of class ``>= 1``.
+    * ``mode="interior"`` (3-class prediction, 0 background / 1 interior / 2 boundary, the
+      target of :func:`minicnn.data.nuclei_segmentation` with ``classes=3``): the seeds are the
+      connected components of the interior class; then ``grow_steps`` rounds of label dilation
+      hand each boundary pixel to the nearest seed (4-neighbour steps through boundary pixels;
+      a tie goes to the smaller id). Boundary pixels that no seed reaches in ``grow_steps``
+      steps, such as an object predicted as boundary only, stay background. Touching objects
+      separated by boundary pixels thus come out as separate instances.
+
+    Instances of fewer than ``min_size`` pixels are then dropped and the rest renumbered
+    ``1..K`` in raster order of their seed's first pixel.
+
+    Args:
+        labels: int ``(H, W)`` or a batch ``(N, H, W)`` of class ids, or scores
+            ``(N, C, H, W)`` (argmax over axis 1).
+    Returns:
+        int32 array of the shape of the label masks: 0 = background, ``1..K`` per image.
+    """
+    lab = to_numpy(labels)
+    if lab.ndim == 4:
+        lab = lab.argmax(axis=1)
+    if lab.ndim not in (2, 3):
+        raise ValueError(f"instances_from_semantic: labels must be (H, W), (N, H, W) or scores "
+                         f"(N, C, H, W), got shape {lab.shape}")
+    if mode not in ("foreground", "interior"):
+        raise ValueError(f"instances_from_semantic: mode must be 'foreground' or 'interior', got {mode!r}")
+    if int(min_size) != min_size or min_size < 1 or int(grow_steps) != grow_steps or grow_steps < 0:
+        raise ValueError(f"instances_from_semantic: min_size must be an integer >= 1 and grow_steps >= 0, "
+                         f"got min_size={min_size}, grow_steps={grow_steps}")
+    lab = lab.astype(np.int64)
+    if mode == "interior" and lab.size and (lab.min() < 0 or lab.max() > 2):
+        raise ValueError(f"instances_from_semantic: mode='interior' expects classes 0 (background), "
+                         f"1 (interior), 2 (boundary), got min {lab.min()} and max {lab.max()}")
+    if lab.ndim == 3:
+        return np.stack([instances_from_semantic(m, mode, min_size, connectivity, grow_steps) for m in lab]) \
+            if len(lab) else np.zeros(lab.shape, dtype=np.int32)
+    if mode == "foreground":
+        inst, _ = connected_components(lab >= 1, connectivity)
+    else:
+        inst, _ = connected_components(lab == 1, connectivity)
+        inst = _grow_into(inst, lab == 2, int(grow_steps))
+    return _remove_small_and_renumber(inst, int(min_size))
+
+
+def _instance_maps(a, name, what):
+    a = to_numpy(a)
+    if not np.issubdtype(a.dtype, np.integer) and a.dtype != bool:
+        raise TypeError(f"{name}: {what} must hold integer instance ids, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name}: {what} has negative instance ids (min {a.min()})")
+    return a
+
+
+def _check_pair(pred, true, name, batched):
+    pred, true = _instance_maps(pred, name, "pred"), _instance_maps(true, name, "true")
+    dims = (2, 3) if batched else (2,)
+    if pred.shape != true.shape or pred.ndim not in dims:
+        want = "(H, W) or (N, H, W)" if batched else "(H, W)"
+        raise ValueError(f"{name}: pred and true must be instance masks {want} of one shape, "
+                         f"got {pred.shape} and {true.shape}")
+    return (pred[None], true[None]) if pred.ndim == 2 else (pred, true)
+
+
+def match_instances(pred_instances, true_instances, iou_threshold=0.5):
+    """Match the predicted instances of one image to the true ones by IoU.
+
+    ``IoU(p, t) = |p and t| / |p or t|`` for every pair of a predicted and a true instance
+    (0 = background; ids need not be consecutive). A pair matches when its IoU is
+    ``> iou_threshold``. Instances of one mask are disjoint, so with a threshold ``>= 0.5`` an
+    instance has at most one partner (two partners would each cover more than half of it) and
+    the matching is one-to-one without any assignment step; lower thresholds are refused.
+
+    Returns:
+        dict with ``tp`` (matched pairs), ``fp`` (unmatched predictions), ``fn`` (unmatched
+        true instances), ``pred_ids`` ``(Kp,)`` and ``true_ids`` ``(Kt,)`` (the ids present,
+        sorted), ``iou`` float64 ``(Kp, Kt)`` (rows follow ``pred_ids``, columns ``true_ids``),
+        ``matches`` int64 ``(tp, 2)`` of ``(pred_id, true_id)`` and ``matched_iou`` ``(tp,)``.
+    """
+    if not 0.5 <= iou_threshold <= 1.0:
+        raise ValueError(f"match_instances: iou_threshold must lie in [0.5, 1] (the matching is one-to-one "
+                         f"only from 0.5), got {iou_threshold}")
+    (pred,), (true,) = _check_pair(pred_instances, true_instances, "match_instances", batched=False)
+    pred_ids, true_ids = np.unique(pred[pred > 0]), np.unique(true[true > 0])
+    p = np.where(pred > 0, np.searchsorted(pred_ids, pred) + 1, 0)      # 0 = background, 1..Kp
+    t = np.where(true > 0, np.searchsorted(true_ids, true) + 1, 0)
+    kp, kt = len(pred_ids), len(true_ids)
+    joint = np.bincount((p * (kt + 1) + t).ravel(), minlength=(kp + 1) * (kt + 1)).reshape(kp + 1, kt + 1)
+    inter = joint[1:, 1:].astype(np.float64)
+    union = joint[1:].sum(1)[:, None] + joint[:, 1:].sum(0)[None, :] - inter
+    iou = inter / np.where(union > 0, union, 1)
+    rows, cols = np.nonzero(iou > iou_threshold)
+    tp = len(rows)
+    return {"tp": tp, "fp": kp - tp, "fn": kt - tp, "pred_ids": pred_ids, "true_ids": true_ids, "iou": iou,
+            "matches": np.stack([pred_ids[rows], true_ids[cols]], axis=1).reshape(-1, 2),
+            "matched_iou": iou[rows, cols]}
+
+
+def instance_f1(pred, true, iou_threshold=0.5):
+    """Object-level precision, recall and F1 of predicted instances (:func:`match_instances`).
+
+    ``precision = TP / (TP + FP)``, ``recall = TP / (TP + FN)``,
+    ``f1 = 2 TP / (2 TP + FP + FN)``, each 0/0 counted as 0. ``pred`` and ``true`` are instance
+    masks ``(H, W)``, or batches ``(N, H, W)`` whose counts are summed over the images first.
+
+    Returns:
+        dict with ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn``.
+    """
+    preds, trues = _check_pair(pred, true, "instance_f1", batched=True)
+    tp = fp = fn = 0
+    for p, t in zip(preds, trues):
+        m = match_instances(p, t, iou_threshold)
+        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+    return {"precision": float(_safe_div(tp, tp + fp)), "recall": float(_safe_div(tp, tp + fn)),
+            "f1": float(_safe_div(2 * tp, 2 * tp + fp + fn)), "tp": tp, "fp": fp, "fn": fn}
+
+
+def instance_average_precision(pred, true, scores=None, iou_threshold=0.5):
+    """Average precision of predicted instances at one IoU threshold; which AP depends on ``scores``.
+
+    * ``scores`` given (a confidence per predicted instance): VOC/COCO-style AP, the area under
+      the precision-recall curve of the predictions ranked by decreasing score (stable: ties
+      keep image, then id order), with all-point interpolation (PASCAL VOC 2010+, see
+      :func:`average_precision`): after the ``k``-th prediction ``precision_k = TP_k / k`` and
+      ``recall_k = TP_k / (number of true instances)``; a prediction is a true positive when
+      :func:`match_instances` matches it. 0.0 when there is no true instance.
+    * ``scores=None``: the 2018 Data Science Bowl's per-threshold "AP" of an image,
+      ``TP / (TP + FP + FN)`` (0/0 counted as 0); for a batch, its mean over the images, as
+      the Bowl averaged it. (The Bowl's score is this averaged over thresholds 0.5..0.95.)
+
+    Args:
+        pred, true: instance masks ``(H, W)`` or batches ``(N, H, W)``.
+        scores: for one image, an array with ``scores[k - 1]`` the score of instance ``k``
+            (length at least the largest id in ``pred``); for a batch, a list of such arrays.
+        iou_threshold: in ``[0.5, 1]``.
+    """
+    single = to_numpy(pred).ndim == 2
+    preds, trues = _check_pair(pred, true, "instance_average_precision", batched=True)
+    matches = [match_instances(p, t, iou_threshold) for p, t in zip(preds, trues)]
+    if scores is None:
+        per_image = [float(_safe_div(m["tp"], m["tp"] + m["fp"] + m["fn"])) for m in matches]
+        return float(np.mean(per_image)) if per_image else 0.0
+    scores = [scores] if single else list(scores)
+    if len(scores) != len(preds):
+        raise ValueError(f"instance_average_precision: {len(scores)} score arrays for {len(preds)} images")
+    ranked_scores, ranked_tp, num_true = [], [], 0
+    for n, (m, s) in enumerate(zip(matches, scores)):
+        s = to_numpy(s).astype(np.float64).ravel()
+        if len(m["pred_ids"]) and len(s) < m["pred_ids"][-1]:
+            raise ValueError(f"instance_average_precision: image {n} has instance id {m['pred_ids'][-1]} "
+                             f"but only {len(s)} scores (scores[k - 1] is the score of instance k)")
+        ranked_scores.append(s[m["pred_ids"] - 1])
+        ranked_tp.append(np.isin(m["pred_ids"], m["matches"][:, 0]))
+        num_true += len(m["true_ids"])
+    order = np.argsort(-np.concatenate(ranked_scores), kind="stable")
+    tp = np.concatenate(ranked_tp)[order]
+    if num_true == 0 or len(tp) == 0:
+        return 0.0
+    tp_cum = np.cumsum(tp)
+    return average_precision(tp_cum / num_true, tp_cum / np.arange(1, len(tp) + 1), method="voc")

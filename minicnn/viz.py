@@ -170,3 +170,85 @@ def plot_cam(x, cam, path, labels=None, preds=None, title=None):
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def _label_colors(num_classes):
+    """An RGB colour per class (background black), from matplotlib's tab20 / tab10 maps."""
+    plt = _plt()
+    cmap = plt.get_cmap("tab10" if num_classes <= 11 else "tab20")
+    colors = np.array([cmap(i % cmap.N)[:3] for i in range(max(num_classes - 1, 1))])
+    return np.vstack([np.zeros((1, 3)), colors])
+
+
+def overlay_labels(image, labels, num_classes, alpha=0.55):
+    """An RGB picture ``(H, W, 3)``: the grey image scaled to [0, 1] with each pixel of class ``c >= 1``
+    blended with the colour of ``c`` (weight ``alpha``); background pixels stay grey."""
+    image, labels = np.asarray(image, dtype=np.float64), np.asarray(labels)
+    h, w = labels.shape
+    if image.shape[-2:] != (h, w):            # a valid-convolution output: the image's centre
+        top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
+        image = image[..., top:top + h, left:left + w]
+    g = image[0] if image.ndim == 3 else image
+    g = (g - g.min()) / (np.ptp(g) or 1.0)
+    rgb = np.repeat(g[..., None], 3, axis=2)
+    colors = _label_colors(num_classes)
+    fg = labels > 0
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colors[labels[fg]]
+    return rgb
+
+
+def plot_segmentation(images, truth, pred, path, num_classes, class_names=None, title=None, max_rows=6):
+    """Rows of (image, truth overlaid, prediction overlaid, pixels where they differ) for the first
+    ``max_rows`` images; ``images (N, C, H, W)``, ``truth``/``pred`` label masks ``(N, H', W')``."""
+    plt = _plt()
+    n = min(len(images), max_rows)
+    fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n), squeeze=False)
+    for i in range(n):
+        t, p = np.asarray(truth[i]), np.asarray(pred[i])
+        panels = [(overlay_labels(images[i], np.zeros_like(t), num_classes), "image"),
+                  (overlay_labels(images[i], t, num_classes), "truth"),
+                  (overlay_labels(images[i], p, num_classes), "prediction"),
+                  (p != t, f"errors ({100 * np.mean(p != t):.1f}% of pixels)")]
+        for ax, (picture, name) in zip(axes[i], panels):
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
+    if class_names:
+        colors = _label_colors(num_classes)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colors[c]) for c in range(1, num_classes)]
+        fig.legend(handles, class_names[1:], loc="lower center", ncol=min(num_classes - 1, 10), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04 if class_names else 0, 1, 1))
+    return _save(fig, path)
+
+
+def plot_class_iou(iou, path, class_names=None, title="per-class IoU"):
+    """Bars of the held-out IoU of every class, with the mean IoU as a dashed line."""
+    plt = _plt()
+    iou = np.asarray(iou, dtype=np.float64)
+    names = class_names or [str(c) for c in range(len(iou))]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(iou), 3.6))
+    ax.bar(range(len(iou)), np.nan_to_num(iou), color="tab:blue")
+    ax.axhline(np.nanmean(iou), color="k", ls="--", lw=1, label=f"mean IoU {np.nanmean(iou):.3f}")
+    ax.set_xticks(range(len(iou)), names, rotation=45, ha="right")
+    ax.set_ylim(0, 1), ax.set_ylabel("IoU"), ax.legend(loc="lower right"), ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_segmentation_curves(history, path, title="learning curves"):
+    """Training loss per epoch, and the held-out mean IoU (and instance F1 where measured)."""
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    held = [h for h in history if "test_mean_iou" in h]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [h["train_loss"] for h in history], "-", label="train")
+    a1.set_xlabel("epoch"), a1.set_ylabel("cross-entropy"), a1.set_title("loss"), a1.legend()
+    a2.plot([h["epoch"] for h in held], [h["test_mean_iou"] for h in held], "o-", label="test mean IoU")
+    if held and "test_instance_f1" in held[-1]:
+        a2.plot([h["epoch"] for h in held], [h["test_instance_f1"] for h in held], "s-", label="test instance F1")
+    a2.set_xlabel("epoch"), a2.set_ylim(0, 1), a2.set_title("held-out scores"), a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

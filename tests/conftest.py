@@ -28,6 +28,21 @@ def device_param(name):
 DEVICE_PARAMS = [device_param(d) for d in DEVICES]
 
 
+@pytest.fixture
+def torch_one_thread():
+    """PyTorch on one thread for the test (``pytestmark = pytest.mark.usefixtures("torch_one_thread")``):
+    its OpenMP pool and Numba's fight over the 2 cores (a tiny float64 forward took 8 s, not 20 ms)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(params=DEVICE_PARAMS)
 def device(request):
     """Each op test runs once per device."""

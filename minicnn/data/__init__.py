@@ -22,6 +22,8 @@ from minicnn.data.mnist1d import load_mnist1d, mnist1d_arrays
 from minicnn.data.tsfile import TSFile, parse_ts, read_ts
 from minicnn.data.ucr import UCR_DATASETS, load_ucr, pad_series, stack_series, ucr_arrays, ucr_classes
 from minicnn.data.synthetic import InstanceSet, digits_on_canvas, nuclei_tiles
+from minicnn.data.segmentation import (DIGIT_CLASSES, NUCLEI_CLASSES, SegmentationSet, digit_segmentation,
+                                       nuclei_segmentation, three_class_mask)
 
 __all__ = [
     "ArrayDataset", "DataLoader", "Dataset", "FASHION_MNIST_CLASSES", "InstanceSet", "Subset",
@@ -30,4 +32,6 @@ __all__ = [
     "random_split", "read_idx", "relabel_sequential", "transforms",
     "TSFile", "UCR_DATASETS", "load_mnist1d", "load_ucr", "mnist1d_arrays", "pad_series", "parse_ts", "read_ts",
     "stack_series", "ucr_arrays", "ucr_classes",
+    "DIGIT_CLASSES", "NUCLEI_CLASSES", "SegmentationSet", "digit_segmentation", "nuclei_segmentation",
+    "three_class_mask",
 ]

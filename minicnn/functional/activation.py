@@ -3,7 +3,8 @@
 Each op is a :class:`~minicnn.autograd.Function` whose ``backward`` is the elementwise
 derivative times ``gy`` (softmax/log_softmax: the vector-Jacobian product along ``dim``).
 At a kink (relu at 0) the derivative used is PyTorch's: 0 for relu at 0, the slope of the
-left side for leaky_relu, 0 outside the open interval (0, 6) for relu6.
+left side for leaky_relu, 0 outside the open interval (0, 6) for relu6, and for
+hardsigmoid/hardswish the values PyTorch returns at x = ±3 (see their Functions).
 """
 import math
 
@@ -60,6 +61,44 @@ class Hardtanh(Function):
     @staticmethod
     def backward(ctx, gy):
         return gy * ctx.saved[0]
+
+
+class Hardsigmoid(Function):
+    """y = relu6(x + 3) / 6 = clamp(x/6 + 1/2, 0, 1);  gx = gy / 6 on −3 < x < 3, else 0
+    (0 at both kinks and for NaN, as PyTorch)."""
+
+    float_inputs = True
+
+    @staticmethod
+    def forward(ctx, x):
+        three, six = x.dtype.type(3), x.dtype.type(6)
+        ctx.save_for_backward((x > -three) & (x < three))
+        return ctx.xp.clip(x + three, 0, six).astype(x.dtype, copy=False) / six
+
+    @staticmethod
+    def backward(ctx, gy):
+        (inside,) = ctx.saved
+        return ctx.xp.where(inside, gy / gy.dtype.type(6), gy.dtype.type(0))
+
+
+class Hardswish(Function):
+    """y = x · relu6(x + 3) / 6;  gx = gy · (0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3)
+    (PyTorch's choice at the kinks: 0 at x = −3, 1 at x = 3; a NaN input gets slope 1)."""
+
+    float_inputs = True
+
+    @staticmethod
+    def forward(ctx, x):
+        three, six = x.dtype.type(3), x.dtype.type(6)
+        ctx.save_for_backward(x)
+        return x * ctx.xp.clip(x + three, 0, six).astype(x.dtype, copy=False) / six
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved
+        xp, t = ctx.xp, x.dtype.type
+        slope = xp.where(x <= t(-3), t(0), xp.where(x < t(3), x / t(3) + t(0.5), t(1)))
+        return gy * slope.astype(gy.dtype, copy=False)
 
 
 class Sigmoid(Function):
@@ -198,6 +237,22 @@ def hardtanh(x, min_val=-1.0, max_val=1.0):
 def relu6(x):
     """``min(max(x, 0), 6)`` (MobileNet)."""
     return Hardtanh.apply(x, min_val=0.0, max_val=6.0)
+
+
+def hardsigmoid(x):
+    """Piecewise-linear sigmoid ``relu6(x + 3) / 6`` (MobileNetV3): 0 for x ≤ −3, 1 for x ≥ 3.
+
+    Shape: any. Example: ``F.hardsigmoid(mc.tensor([-4.0, 0.0, 1.5]))`` → ``[0., 0.5, 0.75]``.
+    """
+    return Hardsigmoid.apply(x)
+
+
+def hardswish(x):
+    """``x · relu6(x + 3) / 6`` (MobileNetV3, Howard et al. 2019): 0 for x ≤ −3, x for x ≥ 3.
+
+    Shape: any. Example: ``F.hardswish(mc.tensor([-4.0, 0.0, 3.0]))`` → ``[-0., 0., 3.]``.
+    """
+    return Hardswish.apply(x)
 
 
 def sigmoid(x):

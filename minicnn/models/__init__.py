@@ -10,7 +10,9 @@ from .googlenet import GoogLeNet, googlenet  # noqa: F401
 from .inception1d import InceptionTime1D, inception1d  # noqa: F401
 from .lenet import LeNet5, lenet5  # noqa: F401
 from .localization import LocalizationNet, localization_loss  # noqa: F401
-from .mobilenet import MobileNetV1, MobileNetV2, mobilenet_v1, mobilenet_v2  # noqa: F401
+from .mobilenet import (  # noqa: F401
+    MobileNetV1, MobileNetV2, MobileNetV3, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small,
+)
 from .resnet import ResNet, resnet18, resnet34, resnet50  # noqa: F401
 from .resnet1d import ResNet1D, resnet1d  # noqa: F401
 from .signal_common import SignalClassifier, class_activation_map  # noqa: F401
@@ -21,6 +23,7 @@ MODELS = {
     "basic": basic_cnn, "seed": seed_cnn, "lenet5": lenet5, "alexnet": alexnet, "vgg11": vgg11, "vgg16": vgg16,
     "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "googlenet": googlenet,
     "densenet121": densenet121, "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v3_large": mobilenet_v3_large, "mobilenet_v3_small": mobilenet_v3_small,
     # 1-D time-series classifiers (input (N, C, L)): python -m minicnn train --task signals
     "fcn1d": fcn1d, "resnet1d": resnet1d, "inception1d": inception1d,
 }

@@ -7,23 +7,35 @@ The shortcut is the identity, or a 1×1 convolution + BN when the shape changes.
 torchvision, so its state_dict loads name for name: resnet18 has 11,689,512 parameters and
 resnet50 25,557,032 (1,000 classes). ``small_input=True`` replaces the 7×7/2 stem and max pool by
 a 3×3/1 convolution for 28×28 or 32×32 images.
+
+``replace_stride_with_dilation=[False, True, True]`` (torchvision's, for segmentation) keeps the
+stride of layer3 and layer4 at 1 and dilates their 3×3 convolutions instead (Chen et al., "atrous"
+convolution), so layer4 sees the image at stride 8 instead of 32 with the same weights.
 """
 from .. import nn
 
 
-def conv3x3(cin, cout, stride=1):
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+def conv3x3(cin, cout, stride=1, dilation=1):
+    """3×3 convolution without bias; ``padding = dilation`` keeps ``H' = ⌈H/stride⌉``."""
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
 
 
 def conv1x1(cin, cout, stride=1):
+    """1×1 convolution without bias."""
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
 class BasicBlock(nn.Module):
+    """``relu(bn2(conv3x3(relu(bn1(conv3x3_s(x))))) + shortcut(x))``: (N, cin, H, W) →
+    (N, planes, H/stride, W/stride). Dilation is not supported (torchvision's rule)."""
+
     expansion = 1
 
-    def __init__(self, cin, planes, stride=1, downsample=None):
+    def __init__(self, cin, planes, stride=1, downsample=None, dilation=1):
         super().__init__()
+        if dilation > 1:
+            raise ValueError(f"BasicBlock: dilation > 1 is not supported (got dilation={dilation}); "
+                             "replace_stride_with_dilation needs Bottleneck blocks (resnet50)")
         self.conv1 = conv3x3(cin, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU()
@@ -39,13 +51,17 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """``relu(bn3(conv1x1(relu(bn2(conv3x3_{s,d}(relu(bn1(conv1x1(x)))))))) + shortcut(x))``:
+    (N, cin, H, W) → (N, 4·planes, H/stride, W/stride); the 3×3 convolution carries the stride
+    and the dilation ``d`` (padding ``d``)."""
+
     expansion = 4
 
-    def __init__(self, cin, planes, stride=1, downsample=None):
+    def __init__(self, cin, planes, stride=1, downsample=None, dilation=1):
         super().__init__()
         self.conv1 = conv1x1(cin, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, stride, dilation)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * 4)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -61,32 +77,62 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=1000, in_channels=3, small_input=False, width=64):
+    """ResNet: stem (7×7/2 conv, BN, ReLU, 3×3/2 max pool) → layer1..layer4 → global average
+    pool → fc. Input (N, in_channels, H, W), output (N, num_classes).
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: blocks per stage, 4 entries (ResNet-50: ``(3, 4, 6, 3)``).
+        width: planes of layer1 (64); layer k has ``width·2^(k−1)`` planes, ×4 out for Bottleneck.
+        small_input: a 3×3/1 stem without max pool, for 28×28 or 32×32 images.
+        replace_stride_with_dilation: 3 bools for layer2..layer4 (default all False). A True
+            entry gives that stage stride 1 and multiplies the running dilation by 2; its first
+            block keeps the previous dilation, the others use the new one; the downsample
+            shortcut is a stride-1 1×1 convolution (torchvision's rule). Feature stride of
+            layer4: 32, 16 with ``[False, False, True]``, 8 with ``[False, True, True]``.
+    """
+
+    def __init__(self, block, layers, num_classes=1000, in_channels=3, small_input=False, width=64,
+                 replace_stride_with_dilation=None):
         super().__init__()
+        if replace_stride_with_dilation is None:
+            replace_stride_with_dilation = [False, False, False]
+        if len(replace_stride_with_dilation) != 3:
+            raise ValueError("ResNet: replace_stride_with_dilation should be None or 3 bools (layer2, layer3, "
+                             f"layer4), got {replace_stride_with_dilation!r}")
+        if len(layers) != 4 or any(int(n) < 1 for n in layers):
+            raise ValueError(f"ResNet: layers should be 4 block counts >= 1 (layer1..layer4), got {tuple(layers)!r}")
         self.inplanes = width
+        self.dilation = 1
+        # children registered in torchvision's order (conv1, bn1, relu, maxpool, layer1..): the
+        # segmentation backbones' IntermediateLayerGetter runs them in this order
         if small_input:
             self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU()
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, width, layers[0])
-        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
+        dilate = [bool(d) for d in replace_stride_with_dilation]
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2, dilate=dilate[0])
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2, dilate=dilate[1])
+        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2, dilate=dilate[2])
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
 
-    def _make_layer(self, block, planes, blocks, stride=1):
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        previous_dilation = self.dilation
+        if dilate:  # trade this stage's stride for dilation of its later 3×3 convolutions
+            self.dilation *= stride
+            stride = 1
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, dilation=previous_dilation)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -96,12 +142,16 @@ class ResNet(nn.Module):
 
 
 def resnet18(num_classes=1000, **kw):
+    """ResNet-18 (BasicBlock, 2-2-2-2); keywords as :class:`ResNet`."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **kw)
 
 
 def resnet34(num_classes=1000, **kw):
+    """ResNet-34 (BasicBlock, 3-4-6-3); keywords as :class:`ResNet`."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kw)
 
 
 def resnet50(num_classes=1000, **kw):
+    """ResNet-50 (Bottleneck, 3-4-6-3); keywords as :class:`ResNet`, e.g.
+    ``replace_stride_with_dilation=[False, True, True]`` for a stride-8 segmentation backbone."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **kw)

@@ -4,7 +4,9 @@ Each layer validates its arguments and input, owns its :class:`Parameter` s and 
 calls the functional op of :mod:`minicnn.functional` of the same name.
 """
 from . import init  # noqa: F401
-from .activation import GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid, Softmax, Tanh  # noqa: F401
+from .activation import (  # noqa: F401
+    GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid, Softmax, Tanh,
+)
 from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
 from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
 from .dropout import Dropout, Dropout2d  # noqa: F401

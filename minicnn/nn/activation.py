@@ -53,6 +53,40 @@ class ReLU6(Hardtanh):
         return "inplace=True" if self.inplace else ""
 
 
+class Hardsigmoid(Module):
+    """``relu6(x + 3) / 6`` elementwise (``inplace`` is accepted for PyTorch compatibility and ignored).
+
+    Shape: input any, output the same shape.
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.hardsigmoid(x)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class Hardswish(Module):
+    """``x · relu6(x + 3) / 6`` elementwise (``inplace`` is accepted for PyTorch compatibility and ignored).
+
+    Shape: input any, output the same shape.
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return F.hardswish(x)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
 class Sigmoid(Module):
     def forward(self, x):
         return F.sigmoid(x)

@@ -1,7 +1,7 @@
 """Op-table entries of the activations (references: NumPy formulas in float64).
 
-Samples keep away from kinks (relu at 0, relu6 at 0 and 6) so finite differences never
-cross one.
+Samples keep away from kinks (relu at 0, relu6 at 0 and 6, hardsigmoid/hardswish at ±3) so
+finite differences never cross one.
 """
 import math
 
@@ -38,6 +38,10 @@ def _np_gelu(a, approximate="none"):
     return a * 0.5 * (1 + np.vectorize(math.erf)(a / math.sqrt(2)))
 
 
+def _np_hardsigmoid(a):
+    return np.minimum(np.maximum(a + 3.0, 0.0), 6.0) / 6.0
+
+
 def _kinked(rng, kinks=(0.0,), lo=-3.0, hi=3.0):
     return [Sample((_off(_u(rng, 3, 4, lo=lo, hi=hi), kinks),)),
             Sample((_off(_u(rng, 2, 3, 2, lo=lo, hi=hi), kinks),))]
@@ -64,6 +68,9 @@ OPS = [
     OpInfo("relu6", F.relu6, lambda a: np.clip(a, 0, 6), lambda rng: _kinked(rng, (0.0, 6.0), -2.0, 8.0)),
     OpInfo("hardtanh", lambda x, lo, hi: F.hardtanh(x, lo, hi), lambda a, lo, hi: np.clip(a, lo, hi),
            lambda rng: [Sample(_kinked(rng, (-0.5, 1.5))[0].arrays, dict(lo=-0.5, hi=1.5))]),
+    OpInfo("hardsigmoid", F.hardsigmoid, _np_hardsigmoid, lambda rng: _kinked(rng, (-3.0, 3.0), -5.0, 5.0)),
+    OpInfo("hardswish", F.hardswish, lambda a: a * _np_hardsigmoid(a),
+           lambda rng: _kinked(rng, (-3.0, 3.0), -5.0, 5.0)),
     OpInfo("sigmoid", F.sigmoid, lambda a: 0.5 * (1 + np.tanh(a / 2)),
            lambda rng: _smooth(rng) + [Sample((np.array([-800.0, -30.0, 0.0, 30.0, 800.0]),), name="saturated")]),
     OpInfo("tanh", F.tanh, np.tanh, _smooth),
