@@ -29,7 +29,7 @@ OUT = os.path.join("runs", "08_unet_nuclei")
 
 
 def plot_weight_map(image, labels, weights, path):
-    """A training tile, its 3-class labels, and the U-Net weight map (log scale)."""
+    """A training tile, its 3-class labels, and the U-Net weight map."""
     plt = viz._plt()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
     axes[0].imshow(image[0], cmap="gray"), axes[0].set_title("training tile")

@@ -71,6 +71,20 @@ def segmentation_loss(out, target, weight=None, aux_weight=0.5):
     return total
 
 
+def _check_pair(split, images, masks, num_classes, weights=None):
+    """ValueError naming the split and the shapes unless images ``(N, C, H, W)``, masks ``(N, H, W)``
+    (and weights ``(N, H, W)``) agree and every label is in ``0..num_classes-1``."""
+    images, masks = np.asarray(images), np.asarray(masks)
+    if images.ndim != 4 or masks.ndim != 3 or images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[1:]:
+        raise ValueError(f"SegmentationTrainer.fit: {split} images {images.shape} and masks {masks.shape} do not match: "
+                         "expected (N, C, H, W) and (N, H, W)")
+    if weights is not None and np.shape(weights) != masks.shape:
+        raise ValueError(f"SegmentationTrainer.fit: {split} weights {np.shape(weights)} do not match masks {masks.shape}")
+    if masks.size and (masks.min() < 0 or masks.max() >= num_classes):
+        raise ValueError(f"SegmentationTrainer.fit: {split} mask labels span {masks.min()}..{masks.max()}, outside "
+                         f"0..{num_classes - 1} for {num_classes} classes")
+
+
 class SegmentationTrainer:
     """Train and evaluate a semantic-segmentation model.
 
@@ -174,6 +188,8 @@ class SegmentationTrainer:
             raise ValueError(f"SegmentationTrainer.fit: epochs and eval_every must be >= 1, got {epochs}, {eval_every}")
         images, masks, *w = train
         weights = w[0] if w else None
+        for name, (x, y, *rest) in (("train", train), ("test", test)):
+            _check_pair(name, x, y, self.num_classes, rest[0] if rest and name == "train" else None)
         for epoch in range(1, epochs + 1):
             row = dict(epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
             row.update(self.train_epoch(images, masks, weights, batch_size, epoch))

@@ -99,3 +99,17 @@ def test_training_lowers_the_loss_and_scores_are_reported(device):
     union = ((pred == 1) | (y[:4] == 1)).sum()
     np.testing.assert_allclose(hist[-1]["test_per_class_iou"][1], inter / union)
     assert "test_mean_iou" in hist[-1] and "test_mean_iou" not in hist[1]
+
+
+def test_fit_refuses_mismatched_shapes_and_labels_out_of_range():
+    model = nn.Conv2d(1, 3, 1)
+    trainer = SegmentationTrainer(model, optim.SGD(list(model.parameters()), lr=0.1), 3, progress=False)
+    x, y = np.zeros((4, 1, 8, 8), np.float32), np.zeros((4, 8, 8), np.int64)
+    with pytest.raises(ValueError, match=r"train images \(4, 1, 8, 8\) and masks \(4, 8, 6\)"):
+        trainer.fit((x, y[:, :, :6]), (x, y), 1)
+    with pytest.raises(ValueError, match=r"test images \(2, 1, 8, 8\) and masks \(4, 8, 8\)"):
+        trainer.fit((x, y), (x[:2], y), 1)
+    with pytest.raises(ValueError, match=r"labels span 0..3, outside 0..2"):
+        trainer.fit((x, np.where(np.eye(8, dtype=bool), 3, 0)[None].repeat(4, 0)), (x, y), 1)
+    with pytest.raises(ValueError, match="weights"):
+        trainer.fit((x, y, np.ones((4, 8, 7))), (x, y), 1)
