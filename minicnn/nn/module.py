@@ -16,6 +16,7 @@ import numpy as np
 
 from ..device import get_device
 from ..tensor import Tensor, to_host
+from .hooks import HOOK_DICTS, add_hook, call_with_hooks
 
 
 class Parameter(Tensor):
@@ -61,6 +62,9 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        for name in HOOK_DICTS:
+            object.__setattr__(self, name, OrderedDict())
+        object.__setattr__(self, "_has_hooks", False)  # any hook registered (kept by minicnn.nn.hooks)
 
     # ---- registration through attributes -------------------------------------------------
     def __setattr__(self, name, value):
@@ -139,7 +143,45 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        if self._has_hooks:
+            return call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # ---- hooks (PyTorch's semantics; see minicnn.nn.hooks) ----------------------------------
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args)`` before every ``forward``; ``args`` is the tuple of positional
+        arguments. A result that is not None replaces them (a single value becomes ``(value,)``).
+        With ``with_kwargs=True``: ``hook(module, args, kwargs)`` returning None or
+        ``(new_args, new_kwargs)``. Hooks run in registration order (``prepend=True``: first).
+
+        Returns:
+            a :class:`~minicnn.nn.hooks.RemovableHandle`; ``handle.remove()`` unregisters the hook.
+        """
+        return add_hook(self, "_forward_pre_hooks", hook, prepend, with_kwargs=with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args, output)`` after every ``forward`` (``args``: the positional
+        arguments forward received, after the pre-hooks); a result that is not None replaces the
+        output. With ``with_kwargs=True``: ``hook(module, args, kwargs, output)``. Returns a handle."""
+        return add_hook(self, "_forward_hooks", hook, prepend, with_kwargs=with_kwargs)
+
+    def register_full_backward_hook(self, hook, *, prepend=False):
+        """Call ``hook(module, grad_input, grad_output)`` in backward, once the gradients w.r.t.
+        all of the module's tensor inputs of a call are computed.
+
+        ``grad_input``: one entry per positional argument of the call, d loss / d argument as a
+        Tensor, None where the argument is not a tensor or needs no gradient; ``grad_output``:
+        one entry per output (a single output counts as a tuple of one). A result that is not None
+        (a tuple of the same length) replaces ``grad_input`` in the rest of backward. Gradients
+        w.r.t. the module's parameters are not part of ``grad_input`` (as in PyTorch). Returns a handle.
+        """
+        return add_hook(self, "_backward_hooks", hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, *, prepend=False):
+        """Call ``hook(module, grad_output)`` in backward when the gradients w.r.t. the module's
+        outputs of a call are known, before the module's own backward; a result that is not None
+        (a tuple of the same length) replaces ``grad_output``. Returns a handle."""
+        return add_hook(self, "_backward_pre_hooks", hook, prepend)
 
     # ---- traversal -------------------------------------------------------------------------
     def named_modules(self, prefix="", memo=None):
