@@ -219,7 +219,7 @@ def test_trainer_refuses_a_training_loader_without_batches():
 
 def test_learning_curves_of_a_validation_history_say_validation(tmp_path, monkeypatch):
     figs = []
-    monkeypatch.setattr(viz, "_save", lambda fig, path: figs.append(fig) or path)
+    monkeypatch.setattr(viz.plots, "_save", lambda fig, path: figs.append(fig) or path)
     history = [dict(epoch=e, train_loss=1.0 / e, train_acc=0.5, val_loss=2.0 / e, val_acc=0.4) for e in (1, 2)]
     viz.plot_learning_curves(history, tmp_path / "c.png")
     (loss_axis, acc_axis) = figs[0].axes
@@ -254,7 +254,7 @@ def test_the_held_out_split_is_called_test_everywhere(tmp_path, monkeypatch):
         return path
 
     plt = pytest.importorskip("matplotlib.pyplot")
-    monkeypatch.setattr(viz, "_save", keep_legends)
+    monkeypatch.setattr(viz.plots, "_save", keep_legends)
     summary, out, lines = _run_once(tmp_path)
     history = json.load(open(out / "history.json"))
     assert set(history[0]) >= {"test_loss", "test_acc", "test_f1"}
