@@ -42,6 +42,9 @@ setup(
         # beside the CPU torch 2.13 here; this pair does (a CUDA build of ~5.5 GB, run on the CPU):
         # install it in a separate venv (see the README), not with the test extras
         "bench-vision": ["torch==2.14.1", "torchvision==0.29.1"],
+        # the documentation site: mkdocs build --strict -f docs/mkdocs.yml
+        "docs": ["mkdocs>=1.6.1,<2", "mkdocs-material>=9.8,<10", "mkdocstrings[python]>=1.0,<2",
+                 "mkdocstrings-python>=2.0,<3", "pymdown-extensions>=13,<14"],
     },
     entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
 )

@@ -117,8 +117,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
     Args:
         x: ``(N, C, H, W)`` or ``(C, H, W)``.
-        kernel_size, stride (default: kernel_size), padding (≤ kernel/2, counts as −∞),
-            dilation: an int or a pair.
+        kernel_size: window size, an int or a pair.
+        stride: window step, an int or a pair (default: kernel_size).
+        padding: an int or a pair, ≤ kernel/2; padded positions count as −∞.
+        dilation: spacing of the window's taps, an int or a pair.
         ceil_mode: round the output size up (a window starting in the right padding is dropped).
         return_indices: also return the int64 flat index ``h·W + w`` of each maximum.
 
@@ -182,7 +184,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
     Args:
         x: ``(N, C, H, W)`` or ``(C, H, W)``.
-        kernel_size, stride (default: kernel_size), padding (≤ kernel/2, zeros): int or pair.
+        kernel_size: window size, an int or a pair.
+        stride: window step, an int or a pair (default: kernel_size).
+        padding: an int or a pair, ≤ kernel/2; padded positions are zeros.
         ceil_mode: round the output size up (a window starting in the right padding is dropped).
         count_include_pad: divide by the window clipped to the padded extent (True) or to the input.
         divisor_override: divide every window by this int instead.
@@ -337,7 +341,9 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     Args:
         x: ``(N, C, H, W)`` or ``(C, H, W)``.
         indices: int Tensor/array of ``x``'s shape, each in ``[0, OH·OW)`` (checked before any kernel).
-        kernel_size, stride (default: kernel_size), padding: int or pair.
+        kernel_size: the pooling's window size, an int or a pair.
+        stride: the pooling's step, an int or a pair (default: kernel_size).
+        padding: the pooling's padding, an int or a pair.
         output_size: ``(OH, OW)`` (or ``(N, C, OH, OW)``); default ``(H−1)·s − 2p + k``.
 
     Shape: ``(N, C, OH, OW)``.
