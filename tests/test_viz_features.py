@@ -1,6 +1,7 @@
 """minicnn.viz.features (feature maps, filters, activation maximisation), the viz package's old
 names, and examples/11_what_a_cnn_sees.py."""
 import os
+import re
 import subprocess
 import sys
 
@@ -139,3 +140,17 @@ def test_example_11_runs_and_ends_with_the_accuracy_and_where_the_pictures_are(t
     for name in ("feature_maps.png", "filters.png", "attributions.png", "activation_maximisation.png"):
         assert (out / name).stat().st_size > 0
     assert "Total params: 61,706" in done.stdout
+
+
+def test_example_12_draws_receptive_fields_and_padding_stride(tmp_path):
+    """Example 12 checks inside itself that each unit's gradient lies in its summary window and
+    that F.conv2d's output sizes equal the formula; here: it runs, ends with the sizes, draws both."""
+    out = tmp_path / "rf"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "12_receptive_field_padding_stride.py"),
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    sizes = [int(v) for v in re.findall(r"d=\d: (\d+)", last)]
+    assert sizes == [(7 + 2 * p - d * 2 - 1) // s + 1 for p, s, d in ((0, 1, 1), (1, 1, 1), (1, 2, 1), (0, 1, 2))]
+    for name in ("receptive_field.png", "padding_stride.png"):
+        assert (out / name).stat().st_size > 0
