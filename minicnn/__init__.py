@@ -6,6 +6,7 @@ PyTorch-like layer API.
 """
 from . import functional  # noqa: F401
 from . import nn, optim  # noqa: F401
+from . import profiler  # noqa: F401
 from .random import manual_seed  # noqa: F401
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 from .device import Device, cuda_is_available, get_device  # noqa: F401

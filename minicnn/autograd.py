@@ -22,6 +22,12 @@ import numpy as np
 
 _state = threading.local()
 
+#: The profiler's hook (see :mod:`minicnn.profiler`): None unless a profile is active in some
+#: thread, so an op pays one global read when nothing is profiled. When set, it has
+#: ``forward(cls, ctx, arrays, params)`` and ``backward(ctx, gys)``, which run the op's
+#: ``forward``/``backward`` and time them.
+_profiler_hook = None
+
 
 def is_grad_enabled():
     return getattr(_state, "grad_enabled", True)
@@ -120,7 +126,11 @@ class Function:
         if cls.float_inputs:
             tensors = [float_promoted(t) for t in tensors]
         ctx = Context(cls, ref.device, tuple(tensors))
-        out = cls.forward(ctx, *(t.data for t in tensors), **params)
+        hook = _profiler_hook
+        if hook is None:
+            out = cls.forward(ctx, *(t.data for t in tensors), **params)
+        else:
+            out = hook.forward(cls, ctx, tuple(t.data for t in tensors), params)
         multi = isinstance(out, tuple)
         outs = out if multi else (out,)
         record = is_grad_enabled() and any(ctx.needs_input_grad)
@@ -272,7 +282,8 @@ def backward(root, grad=None):
             (xp.zeros(s, dtype=d) if d.kind == "f" else None) if g is None else g
             for g, s, d in zip(gys, ctx.output_shapes, ctx.output_dtypes)
         ]
-        gxs = ctx.fn.backward(ctx, *gys)
+        hook = _profiler_hook
+        gxs = ctx.fn.backward(ctx, *gys) if hook is None else hook.backward(ctx, gys)
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         if len(gxs) != len(ctx.inputs):
