@@ -90,16 +90,21 @@ ROWS = [
 ]
 
 
-def torch_unet(torch, in_channels=1, num_classes=2, base_channels=16, depth=4, padding=True):
-    """PyTorch twin of ``minicnn.models.segmentation.unet`` (no batch norm) with the same module
-    names (``down1..``, ``pool``, ``bottleneck``, ``up1..`` with ``upconv`` and ``conv``, ``out``),
-    so that its state_dict loads into ours. ``(N, in_channels, H, W) → (N, num_classes, H', W')``."""
+def torch_unet(torch, in_channels=1, num_classes=2, base_channels=16, depth=4, padding=True, batch_norm=False):
+    """PyTorch twin of ``minicnn.models.segmentation.unet`` with the same module names (``down1..``,
+    ``pool``, ``bottleneck``, ``up1..`` with ``upconv`` and ``conv``, ``out``), so that its state_dict
+    loads into ours (also the oracle of tests/test_seg_unet_segnet.py).
+    ``(N, in_channels, H, W) → (N, num_classes, H', W')``."""
     nn = torch.nn
 
     def double(cin, cout):
-        p = 1 if padding else 0
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=p), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=p),
-                             nn.ReLU())
+        layers = []
+        for a in (cin, cout):
+            layers.append(nn.Conv2d(a, cout, 3, padding=1 if padding else 0, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
 
     class Up(nn.Module):
         def __init__(self, cin, cout):

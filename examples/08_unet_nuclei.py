@@ -61,7 +61,7 @@ def plot_instances(image, found, true, path, f1):
 def main():
     summary, keep = run_example(__doc__.split("\n\n")[0], "unet", "nuclei", epochs=60, out=OUT,
                                 extra=("--classes", "3", "--weight-map"))
-    (x, y, inst), (tx, ty, tinst) = keep["train"], keep["test"]
+    (x, y, inst), (tx, _, tinst) = keep["train"], keep["test"]
     busiest = int(np.argmax([len(np.unique(i)) for i in inst]))
     plot_weight_map(x[busiest], y[busiest], unet_weight_map(inst[busiest]), os.path.join(OUT, "weight_map.png"))
     pred = keep["trainer"].last_prediction[0]

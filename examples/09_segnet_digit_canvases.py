@@ -13,8 +13,6 @@ map), predictions.png, class_iou.png, learning_curves.png.
 """
 import os
 
-import numpy as np
-
 import minicnn as mc
 from minicnn import viz
 from minicnn.autograd import no_grad

@@ -240,7 +240,7 @@ def build_model(name, num_classes=10, in_channels=1, image_size=28):
 
 
 def train(args, log=print):
-    from . import data, optim, viz
+    from . import data, viz
     from .random import manual_seed
     from .train import Trainer
 
@@ -262,17 +262,7 @@ def train(args, log=print):
     in_channels = train_set[0][0].shape[0]
     model = build_model(args.model, len(classes), in_channels=in_channels).to(args.device)
     params = list(model.parameters())
-    if args.optimizer == "sgd":
-        opt = optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    elif args.optimizer == "adamw":
-        opt = optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    else:
-        opt = optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    sched = None
-    if args.schedule == "cosine":
-        sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    elif args.schedule == "step":
-        sched = optim.lr_scheduler.StepLR(opt, step_size=max(1, args.epochs // 3), gamma=0.1)
+    opt, sched = optimizer_and_schedule(args, params)
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
     os.makedirs(out, exist_ok=True)
     n_params = sum(p.size for p in params)
@@ -301,6 +291,25 @@ def train(args, log=print):
     log(f"test accuracy {100 * final['test_acc']:.2f}%  (macro F1 {final['test_f1']:.4f}); "
         f"{total:.0f} s in all; pictures and checkpoint in {out}/")
     return summary
+
+
+def optimizer_and_schedule(args, params):
+    """The optimizer of ``--optimizer`` (sgd with momentum 0.9, adam, adamw; ``--lr``, ``--weight-decay``)
+    over ``params`` and the schedule of ``--schedule`` over ``--epochs`` (None for ``none``)."""
+    from . import optim
+
+    if args.optimizer == "sgd":
+        opt = optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+    elif args.optimizer == "adamw":
+        opt = optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    else:
+        opt = optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    sched = None
+    if args.schedule == "cosine":
+        sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    elif args.schedule == "step":
+        sched = optim.lr_scheduler.StepLR(opt, step_size=max(1, args.epochs // 3), gamma=0.1)
+    return opt, sched
 
 
 def resolve_signal_defaults(args):

@@ -107,7 +107,8 @@ def train_segmentation(args, log=print, keep=None):
     """Train ``args.model`` on ``args.dataset``; pictures and ``summary.json`` in the output folder.
     Returns the summary; a dict ``keep`` receives ``model``, ``trainer``, ``train``, ``test``, ``class_names``
     (the examples draw more pictures from them)."""
-    from . import optim, viz
+    from . import viz
+    from .__main__ import optimizer_and_schedule
     from .random import manual_seed
     from .train import save_checkpoint
     from .train_segmentation import SegmentationTrainer
@@ -122,12 +123,7 @@ def train_segmentation(args, log=print, keep=None):
         weights = np.stack([unet_weight_map(inst) for inst in train[2]]).astype(np.float32)
     model = build_segmentation_model(args.model, k, train[0].shape[1]).to(args.device)
     params = list(model.parameters())
-    opt = {"sgd": lambda: optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay),
-           "adamw": lambda: optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay),
-           "adam": lambda: optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)}[args.optimizer]()
-    sched = {"cosine": lambda: optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs),
-             "step": lambda: optim.lr_scheduler.StepLR(opt, step_size=max(1, args.epochs // 3), gamma=0.1),
-             "none": lambda: None}[args.schedule]()
+    opt, sched = optimizer_and_schedule(args, params)
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
     os.makedirs(out, exist_ok=True)
     n_params = sum(p.size for p in params)

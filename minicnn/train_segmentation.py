@@ -18,6 +18,7 @@ import numpy as np
 from . import functional as F
 from . import metrics
 from .autograd import no_grad
+from .models.segmentation.unet import center_crop
 from .tensor import Tensor
 from .train import _progress
 
@@ -25,16 +26,6 @@ from .train import _progress
 def main_output(out):
     """The score map of a model's output: ``out["out"]`` for torchvision-style dicts, else ``out``."""
     return out["out"] if isinstance(out, dict) else out
-
-
-def center_crop(a, size):
-    """The centre ``size = (h, w)`` window of the last two axes of ``a`` (U-Net's crop)."""
-    h, w = a.shape[-2:]
-    th, tw = size
-    if th > h or tw > w:
-        raise ValueError(f"center_crop: window {size} is larger than the array's {a.shape[-2:]}")
-    top, left = (h - th) // 2, (w - tw) // 2
-    return a[..., top:top + th, left:left + tw]
 
 
 def dihedral_augment(rng, *arrays):
@@ -59,12 +50,12 @@ def segmentation_loss(out, target, weight=None, aux_weight=0.5):
     total = None
     for scores, factor in terms:
         size = tuple(scores.shape[-2:])
-        y = center_crop(target, size) if size != target.shape[-2:] else target
+        y = center_crop(target, size)
         pixel = F.cross_entropy(scores, Tensor(np.ascontiguousarray(y), device=scores.device), reduction="none")
         if weight is None:
             loss = F.mean(pixel)
         else:
-            w = center_crop(weight, size) if size != weight.shape[-2:] else weight
+            w = center_crop(weight, size)
             w = np.ascontiguousarray(w, dtype=pixel.dtype)
             loss = F.sum(pixel * Tensor(w, device=scores.device)) * (1.0 / float(w.sum()))
         total = loss * factor if total is None else total + loss * factor
@@ -166,16 +157,10 @@ class SegmentationTrainer:
         s = metrics.segmentation_scores(pred, target, self.num_classes)
         row = {f"test_{k}": (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
         if self.instances and instances is not None:
-            true = center_crop(instances, pred.shape[-2:])
-            tp = fp = fn = 0
-            for p, t in zip(pred, true):
-                found = metrics.instances_from_semantic(p, mode=self.instances)
-                found = found[0] if isinstance(found, tuple) else found
-                r = metrics.instance_f1(found, t)
-                tp, fp, fn = tp + r["tp"], fp + r["fp"], fn + r["fn"]
-            precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-            row.update(test_instance_precision=precision, test_instance_recall=recall,
-                       test_instance_f1=2 * tp / max(2 * tp + fp + fn, 1))
+            found = metrics.instances_from_semantic(pred, mode=self.instances)
+            r = metrics.instance_f1(found, center_crop(instances, pred.shape[-2:]))  # counts summed over images
+            row.update(test_instance_precision=r["precision"], test_instance_recall=r["recall"],
+                       test_instance_f1=r["f1"])
         self.last_prediction = pred
         return row
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchmarks.models import torch_unet  # the PyTorch twin, with our module names
 import minicnn as mc
 import minicnn.functional as F
 from minicnn import nn
@@ -138,7 +139,7 @@ def test_unet_errors_name_the_model_the_shape_and_the_nearest_sizes():
     with pytest.raises(ValueError, match=r"UNet \(padding=True, depth=4\): input height 40 .*"
                                          r"nearest valid sizes are 32 and 48"):
         padded(mc.Tensor(np.zeros((1, 1, 40, 32), np.float32)))
-    with pytest.raises(ValueError, match="UNet: depth must be a positive integer"):
+    with pytest.raises(ValueError, match="UNet: depth must be an integer >= 1"):
         UNet(depth=0)
 
 
@@ -222,7 +223,7 @@ def test_segnet_unpool_puts_values_at_the_encoder_argmax(make, hw):
     model = make().eval()
     x = mc.Tensor(rand((2, 3) + hw, seed=3))
     with mc.no_grad():
-        h, indices, unpooled = x, [], []
+        h, indices = x, []
         for stage in model.encoder:
             a = stage(h)
             h, idx = model.pool(a)
@@ -333,56 +334,6 @@ def test_adam_steps_decrease_the_loss(name, make, shape, device):
 
 
 # ---- outputs equal PyTorch twins with the same weights -----------------------------------------
-def _torch_unet(torch, in_channels, num_classes, base, depth, padding, batch_norm):
-    tn = torch.nn
-
-    def double_conv(cin, cout):
-        layers = []
-        for a in (cin, cout):
-            layers.append(tn.Conv2d(a, cout, 3, padding=1 if padding else 0, bias=not batch_norm))
-            if batch_norm:
-                layers.append(tn.BatchNorm2d(cout))
-            layers.append(tn.ReLU())
-        return tn.Sequential(*layers)
-
-    class Up(tn.Module):
-        def __init__(self, cin, cout):
-            super().__init__()
-            self.upconv = tn.ConvTranspose2d(cin, cout, 2, stride=2)
-            self.conv = double_conv(2 * cout, cout)
-
-        def forward(self, x, skip):
-            x = self.upconv(x)
-            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
-            skip = skip[:, :, top:top + x.shape[2], left:left + x.shape[3]]
-            return self.conv(torch.cat([skip, x], 1))
-
-    class TUNet(tn.Module):
-        def __init__(self):
-            super().__init__()
-            w = [base * 2 ** i for i in range(depth + 1)]
-            for i in range(depth):
-                self.add_module(f"down{i + 1}", double_conv(in_channels if i == 0 else w[i - 1], w[i]))
-            self.pool = tn.MaxPool2d(2, 2)
-            self.bottleneck = double_conv(w[depth - 1], w[depth])
-            for i in range(depth):
-                self.add_module(f"up{i + 1}", Up(w[i + 1], w[i]))
-            self.out = tn.Conv2d(w[0], num_classes, 1)
-
-        def forward(self, x):
-            skips = []
-            for i in range(1, depth + 1):
-                x = getattr(self, f"down{i}")(x)
-                skips.append(x)
-                x = self.pool(x)
-            x = self.bottleneck(x)
-            for i in range(depth, 0, -1):
-                x = getattr(self, f"up{i}")(x, skips[i - 1])
-            return self.out(x)
-
-    return TUNet()
-
-
 def _torch_segnet(torch, in_channels, num_classes, width, basic):
     tn = torch.nn
 
@@ -443,8 +394,8 @@ def _randomize_bn_stats(torch, model):
 
 
 TWINS = [
-    ("unet", lambda t: _torch_unet(t, 1, 2, 4, 3, False, False), lambda: UNet(1, 2, 4, 3), (2, 1, 92, 108)),
-    ("unet-padded-bn", lambda t: _torch_unet(t, 3, 4, 4, 2, True, True),
+    ("unet", lambda t: torch_unet(t, 1, 2, 4, 3, False, False), lambda: UNet(1, 2, 4, 3), (2, 1, 92, 108)),
+    ("unet-padded-bn", lambda t: torch_unet(t, 3, 4, 4, 2, True, True),
      lambda: UNet(3, 4, 4, 2, padding=True, batch_norm=True), (2, 3, 16, 24)),
     ("segnet", lambda t: _torch_segnet(t, 3, 5, 4, False), lambda: SegNet(3, 5, 4), (2, 3, 32, 64)),
     ("segnet-basic", lambda t: _torch_segnet(t, 3, 5, 4, True), lambda: SegNetBasic(3, 5, 4), (2, 3, 32, 16)),

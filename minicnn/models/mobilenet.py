@@ -14,9 +14,8 @@ names, initialisation and BatchNorm settings (eps=0.001, momentum=0.01): 5,483,0
 """
 from functools import partial
 
-import numpy as np
-
 from .. import nn
+from ..nn._checks import check_counts
 
 
 def conv_bn_act(cin, cout, kernel_size=3, stride=1, groups=1, act=nn.ReLU6):
@@ -225,9 +224,7 @@ class MobileNetV3(nn.Module):
             raise ValueError("MobileNetV3: inverted_residual_setting must not be empty")
         if not all(isinstance(c, InvertedResidualConfig) for c in inverted_residual_setting):
             raise TypeError("MobileNetV3: inverted_residual_setting must be a list of InvertedResidualConfig")
-        for name, v in (("num_classes", num_classes), ("in_channels", in_channels), ("last_channel", last_channel)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"MobileNetV3: {name} must be an integer >= 1, got {v!r}")
+        check_counts("MobileNetV3", num_classes=num_classes, in_channels=in_channels, last_channel=last_channel)
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"MobileNetV3: dropout must be in [0, 1], got {dropout}")
         block = InvertedResidualV3 if block is None else block

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import nn
 from ..autograd import no_grad
+from ..nn._checks import check_counts
 from ..tensor import Tensor
 
 
@@ -17,9 +18,7 @@ class SignalClassifier(nn.Module):
     def __init__(self, in_channels, num_classes):
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: {arg} must be an integer >= 1, got {v!r}")
+        check_counts(name, in_channels=in_channels, num_classes=num_classes)
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
 
     def check_input(self, x):

@@ -19,9 +19,10 @@ state_dict loads name for name. Output stride 16 dilates only layer4 and halves 
 """
 from ... import functional as F
 from ... import nn
+from ...nn._checks import check_counts
 from ..resnet import Bottleneck
 from ._backbone import SimpleSegmentationModel
-from .fcn_resnet import FCNHead, _check_counts, _dilated_resnet50_backbone
+from .fcn_resnet import FCNHead, _dilated_resnet50_backbone
 
 # output stride → (replace_stride_with_dilation for layer2..layer4, ASPP rates)
 _OUTPUT_STRIDES = {8: ([False, True, True], (12, 24, 36)), 16: ([False, False, True], (6, 12, 18))}
@@ -206,7 +207,7 @@ def deeplabv3_resnet50(num_classes=21, aux_loss=False, in_channels=3, output_str
     Example:
         >>> net = deeplabv3_resnet50(num_classes=11, in_channels=1, width=16, layers=(1, 1, 1, 1), aspp_channels=64)
     """
-    _check_counts("deeplabv3_resnet50", num_classes=num_classes, aspp_channels=aspp_channels)
+    check_counts("deeplabv3_resnet50", num_classes=num_classes, aspp_channels=aspp_channels)
     dilate, rates = _stride_and_rates("deeplabv3_resnet50", output_stride, atrous_rates)
     return_layers = {"layer4": "out"}
     if aux_loss:
@@ -235,7 +236,7 @@ def deeplabv3plus_resnet50(num_classes=21, in_channels=3, output_stride=16, *, a
 
     Shape: (N, in_channels, H, W) → ``{"out": (N, num_classes, H, W)}``.
     """
-    _check_counts("deeplabv3plus_resnet50", num_classes=num_classes, aspp_channels=aspp_channels,
+    check_counts("deeplabv3plus_resnet50", num_classes=num_classes, aspp_channels=aspp_channels,
                   low_level_channels=low_level_channels)
     dilate, rates = _stride_and_rates("deeplabv3plus_resnet50", output_stride, atrous_rates)
     backbone = _dilated_resnet50_backbone("deeplabv3plus_resnet50", in_channels, width, layers, dilate,

@@ -13,6 +13,7 @@ block, stride 8). 11,025,477 parameters for 21 classes (11,029,328 with the auxi
 names as torchvision's (``backbone.16.0.weight``, ``classifier.0.convs.0.0.weight``,
 ``aux_classifier.4.bias``), so its state_dict loads name for name.
 """
+from ...nn._checks import check_counts
 from ..mobilenet import mobilenet_v3_large
 from ._backbone import IntermediateLayerGetter
 from .deeplab import DeepLabHead, DeepLabV3
@@ -38,9 +39,7 @@ def deeplabv3_mobilenet_v3_large(num_classes=21, aux_loss=False, in_channels=3, 
         >>> net = deeplabv3_mobilenet_v3_large(num_classes=3, width_mult=0.25, aspp_channels=16)
     """
     fn = "deeplabv3_mobilenet_v3_large"
-    for name, v in (("num_classes", num_classes), ("in_channels", in_channels), ("aspp_channels", aspp_channels)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{fn}: {name} must be an integer >= 1, got {v!r}")
+    check_counts(fn, num_classes=num_classes, in_channels=in_channels, aspp_channels=aspp_channels)
     if not width_mult > 0:
         raise ValueError(f"{fn}: width_mult must be > 0, got {width_mult}")
     features = mobilenet_v3_large(dilated=True, in_channels=in_channels, width_mult=width_mult,

@@ -43,6 +43,7 @@ from fractions import Fraction
 import numpy as np
 
 from ... import nn
+from ...nn._checks import check_counts
 from ...tensor import Tensor
 from ..vgg import CONFIGS, make_layers
 
@@ -133,10 +134,7 @@ class _FCN(nn.Module):
     def __init__(self, num_classes=21, in_channels=3, width=64, fc_channels=4096, pad100=True, dropout=0.5):
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width),
-                       ("fc_channels", fc_channels)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: {arg} must be an integer >= 1, got {v!r}")
+        check_counts(name, num_classes=num_classes, in_channels=in_channels, width=width, fc_channels=fc_channels)
         self.num_classes, self.in_channels, self.pad100 = int(num_classes), int(in_channels), bool(pad100)
         config = [v if v == "M" else v // 64 * int(width) for v in CONFIGS["D"]]
         self.features = make_layers(config, batch_norm=False, in_channels=in_channels)

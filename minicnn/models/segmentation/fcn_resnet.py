@@ -7,9 +7,8 @@ Names and structure follow torchvision, so its state_dict loads name for name:
 ``backbone.layer4.2.conv2.weight``, ``classifier.0.weight`` ... ``classifier.4.bias``,
 ``aux_classifier.*``. 32,957,013 parameters for 21 classes (35,322,218 with the auxiliary head).
 """
-import numpy as np
-
 from ... import nn
+from ...nn._checks import check_counts
 from ..resnet import Bottleneck, ResNet
 from ._backbone import IntermediateLayerGetter, SimpleSegmentationModel
 
@@ -41,13 +40,6 @@ class FCN(SimpleSegmentationModel):
     to the input's ``H × W``. Input (N, C, H, W); outputs (N, num_classes, H, W)."""
 
 
-def _check_counts(fn, **values):
-    """Raise a ValueError naming ``fn`` unless every value is an integer >= 1."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{fn}: {name} must be an integer >= 1, got {v!r}")
-
-
 def _dilated_resnet50_backbone(fn, in_channels, width, layers, replace_stride_with_dilation, return_layers,
                                small_input=False):
     """A ResNet-50 (Bottleneck) cut after the last layer of ``return_layers``; ``fn`` names the
@@ -56,7 +48,7 @@ def _dilated_resnet50_backbone(fn, in_channels, width, layers, replace_stride_wi
     layers = tuple(layers)
     if len(layers) != 4:
         raise ValueError(f"{fn}: layers should be 4 block counts (layer1..layer4), got {layers!r}")
-    _check_counts(fn, in_channels=in_channels, width=width, **{f"layers[{i}]": n for i, n in enumerate(layers)})
+    check_counts(fn, in_channels=in_channels, width=width, **{f"layers[{i}]": n for i, n in enumerate(layers)})
     resnet = ResNet(Bottleneck, list(layers), in_channels=in_channels, width=width, small_input=small_input,
                     replace_stride_with_dilation=replace_stride_with_dilation)
     return IntermediateLayerGetter(resnet, return_layers)
@@ -78,7 +70,7 @@ def fcn_resnet50(num_classes=21, aux_loss=False, in_channels=3, *, width=64, lay
     Example:
         >>> net = fcn_resnet50(num_classes=11, in_channels=1, width=16, layers=(1, 1, 1, 1))
     """
-    _check_counts("fcn_resnet50", num_classes=num_classes)
+    check_counts("fcn_resnet50", num_classes=num_classes)
     return_layers = {"layer4": "out"}
     if aux_loss:
         return_layers["layer3"] = "aux"

@@ -23,6 +23,7 @@ The input's H and W must be multiples of ``2^stages`` (32 for SegNet, 16 for Seg
 every pool halves exactly; otherwise a ValueError names the nearest valid sizes.
 """
 from ... import nn
+from ...nn._checks import check_counts
 from ...tensor import Tensor
 
 VGG16_STAGES = ((1, 1), (2, 2), (4, 4, 4), (8, 8, 8), (8, 8, 8))  # conv widths per stage, in units of width
@@ -49,9 +50,7 @@ class _UnpoolingEncoderDecoder(nn.Module):
 
     def __init__(self, in_channels, num_classes):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
+        check_counts(type(self).__name__, in_channels=in_channels, num_classes=num_classes)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, stride=2)
@@ -116,8 +115,7 @@ class SegNet(_UnpoolingEncoderDecoder):
 
     def __init__(self, in_channels=3, num_classes=11, width=64, batch_norm=True):
         super().__init__(in_channels, num_classes)
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"SegNet: width must be a positive integer, got {width!r}")
+        check_counts("SegNet", width=width)
         encoder, decoder = [], []
         cin = in_channels
         for stage, units in enumerate(VGG16_STAGES):
@@ -147,8 +145,7 @@ class SegNetBasic(_UnpoolingEncoderDecoder):
 
     def __init__(self, in_channels=3, num_classes=11, width=64):
         super().__init__(in_channels, num_classes)
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"SegNetBasic: width must be a positive integer, got {width!r}")
+        check_counts("SegNetBasic", width=width)
         self.encoder = nn.ModuleList([nn.Sequential(*_conv_block(in_channels if i == 0 else width, width, 7,
                                                                  batch_norm=True, relu=True)) for i in range(4)])
         self.decoder = nn.ModuleList([nn.Sequential(*_conv_block(width, width, 7, batch_norm=True, relu=False))

@@ -26,6 +26,7 @@ import numpy as np
 
 from ... import functional as F
 from ... import nn
+from ...nn._checks import check_counts
 from ...tensor import Tensor
 
 
@@ -107,10 +108,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels=1, num_classes=2, base_channels=64, depth=4, padding=False, batch_norm=False):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("base_channels", base_channels), ("depth", depth)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"UNet: {name} must be a positive integer, got {value!r}")
+        check_counts("UNet", in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth)
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
         self.base_channels, self.depth = int(base_channels), int(depth)
         self.padding, self.batch_norm = bool(padding), bool(batch_norm)
