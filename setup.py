@@ -36,7 +36,12 @@ setup(
         "gpu": ["cupy-cuda13x"],
         # torch==2.13.0 is the CPU build on these machines; a looser range pulls a multi-GB CUDA build
         # mnist1d: the oracle of our offline MNIST-1D regeneration (its make_dataset, never its downloader)
-        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x", "mnist1d"],
+        # pycocotools: the test oracle of our COCO-style detection mAP (the implementation stays ours)
+        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x", "mnist1d",
+                 "pycocotools"],
+        # data-parallel training on MPI: mpi4py and MPICH's runtime as a wheel (mpiexec on PATH);
+        # Debian's MPICH or Open MPI work as well
+        "dist": ["mpi4py>=4", "mpich"],
         "bench": ["torch==2.13.0"],
         # torchvision's NMS / ROI align as the peers of ours: PyPI's torchvision does not import
         # beside the CPU torch 2.13 here; this pair does (a CUDA build of ~5.5 GB, run on the CPU):
