@@ -14,8 +14,19 @@ python -m minicnn --task signals --help lists its models, datasets and defaults.
 digit canvases (11 classes) or the embedded nuclei image split by region, e.g.
 python -m minicnn train --task segmentation --model unet --dataset nuclei
 and adds per-class IoU bars and truth/prediction overlays.
+
+--task gan trains a generative model (DCGAN, a small StyleGAN, Pix2Pix, CycleGAN) on real images, e.g.
+python -m minicnn train --task gan --model dcgan --dataset fashion-mnist
+and saves sample grids every epoch, the losses of G and D, and a Fréchet distance on the features of
+a classifier trained here (python -m minicnn --task gan --help lists models, datasets and recipes).
+
+--distributed trains data-parallel over the ranks of an MPI job (images and signals tasks;
+pip install -e ".[dist]"), one thread per rank on a 2-core machine, e.g.
+MINICNN_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 mpiexec -n 2 python -m minicnn train --distributed;
+each rank trains on its shard with --batch-size samples per step (per rank).
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -27,7 +38,7 @@ import numpy as np
 from .device import get_device
 
 DATASETS = ("digits", "fashion-mnist")
-TASKS = ("images", "signals", "segmentation")
+TASKS = ("images", "signals", "segmentation", "gan")
 # --task signals: the embedded UCR/UEA sets (minicnn.data.UCR_DATASETS) and MNIST-1D
 SIGNAL_DATASETS = ("gunpoint", "arrowhead", "italypowerdemand", "osuleaf", "basicmotions", "japanesevowels",
                    "mnist1d")
@@ -133,11 +144,14 @@ def _add_flags(parser, with_defaults, task="images"):
         action = parser.add_argument(*names, default=default if with_defaults else argparse.SUPPRESS, **kw)
         action.shown_default = default
 
-    signals, segmentation = task == "signals", task == "segmentation"
+    signals, segmentation, gan = task == "signals", task == "segmentation", task == "gan"
     flag("--task", default="images", choices=TASKS,
-         help="images (2-D CNNs on digits), signals (1-D CNNs on time series) or segmentation (per-pixel "
-              "classes); --model and --dataset choices follow it")
-    if segmentation:
+         help="images (2-D CNNs on digits), signals (1-D CNNs on time series), segmentation (per-pixel "
+              "classes) or gan (generative models); --model and --dataset choices follow it")
+    if gan:
+        from .cli_gan import add_gan_flags
+        add_gan_flags(flag)
+    elif segmentation:
         from .cli_segmentation import SEG_DATASETS, SEG_MODELS, SEG_RECIPES, add_segmentation_flags
         flag("--model", default="unet", choices=SEG_MODELS, help="segmentation architecture (a small configuration), "
              "from minicnn.models.segmentation")
@@ -168,29 +182,35 @@ def _add_flags(parser, with_defaults, task="images"):
     if segmentation:
         flag("--lr", type=positive_float, help="learning rate (per dataset: " +
              ", ".join(f"{k} {v[2]}" for k, v in SEG_RECIPES.items()) + ")")
-    else:
+    elif not gan:
         flag("--lr", type=positive_float, default=1e-3, help="learning rate")
-    flag("--optimizer", default="adam", choices=("adam", "sgd", "adamw"), help="sgd has momentum 0.9")
-    flag("--weight-decay", type=non_negative_float, default=0.0, help="L2 penalty")
-    flag("--schedule", default="cosine", choices=("none", "cosine", "step"),
-         help="learning-rate schedule over the epochs")
-    if segmentation:
-        flag("--augment", action=argparse.BooleanOptionalAction,
-             help="random flips and 90-degree rotations of image and mask (default: on for nuclei, off for digits)")
-        add_segmentation_flags(flag)
-    elif signals:
-        flag("--augment", action=argparse.BooleanOptionalAction, default=False,
-             help="not defined for signals: --augment is an error")
-    else:
-        flag("--augment", action=argparse.BooleanOptionalAction, default=True,
-             help="random rotation ±10°, translation ±2 px, zoom 0.9-1.1")
+    if not gan:  # the GAN trainers use Adam with each paper's betas (minicnn.cli_gan)
+        flag("--optimizer", default="adam", choices=("adam", "sgd", "adamw"), help="sgd has momentum 0.9")
+        flag("--weight-decay", type=non_negative_float, default=0.0, help="L2 penalty")
+        flag("--schedule", default="cosine", choices=("none", "cosine", "step"),
+             help="learning-rate schedule over the epochs")
+        if segmentation:
+            flag("--augment", action=argparse.BooleanOptionalAction,
+                 help="random flips and 90-degree rotations of image and mask (default: on for nuclei, off for digits)")
+            add_segmentation_flags(flag)
+        elif signals:
+            flag("--augment", action=argparse.BooleanOptionalAction, default=False,
+                 help="not defined for signals: --augment is an error")
+        else:
+            flag("--augment", action=argparse.BooleanOptionalAction, default=True,
+                 help="random rotation ±10°, translation ±2 px, zoom 0.9-1.1")
     flag("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"),
          help="cuda-emu runs the CUDA kernels on the CPU")
     flag("--seed", type=non_negative_int, default=0, help="seeds weights, shuffling, augmentation")
     flag("--limit", type=positive_int, help=f"use only the first N training {'series' if signals else 'images'} "
-         "(default: all)")
+         f"(default: {'the recipe' if gan else 'all'})")
     flag("--out", help="output folder (default: runs/<model>-<dataset>)")
     flag("--no-progress", action="store_true", default=False, help="no progress bar")
+    flag("--distributed", action="store_true", default=False,
+         help="data-parallel training over the ranks of mpiexec -n K (needs the dist extra; images and signals "
+              "tasks): --batch-size is per rank (a step sees K x batch-size samples), gradients are averaged "
+              "over the ranks, BatchNorm becomes SyncBatchNorm, evaluation is sharded over the ranks, and only "
+              "rank 0 logs and writes outputs")
 
 
 def load_data(name, limit=None):
@@ -242,40 +262,65 @@ def build_model(name, num_classes=10, in_channels=1, image_size=28):
 def train(args, log=print):
     from . import data, viz
     from .random import manual_seed
-    from .train import Trainer
+    from .train import DistributedTrainer, Trainer
 
     task = getattr(args, "task", "images")
+    if task == "gan":
+        from .cli_gan import train_gan
+        return train_gan(args, log)
     if task == "segmentation":
         from .cli_segmentation import train_segmentation
         return train_segmentation(args, log)
     signals = task == "signals"
     if signals:
         resolve_signal_defaults(args)
+    distributed = getattr(args, "distributed", False)
+    main_rank = True
+    if distributed:
+        from . import distributed as dist
+        dist.init(require_mpi=True, nccl=args.device == "cuda")
+        main_rank = dist.is_main_process()
+        if not main_rank:
+            log = _silent
     manual_seed(args.seed)
     train_set, test_set, classes = load_data(args.dataset, args.limit)
     transform = None
     if args.augment and not signals:
         T = data.transforms
         transform = T.Compose([T.RandomRotation(10), T.RandomTranslation(2), T.RandomZoom((0.9, 1.1))])
-    train_loader = data.DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, transform=transform)
+    if distributed:  # this rank's shard, reshuffled every epoch; its own augmentation stream
+        sampler = dist.DistributedSampler(len(train_set), shuffle=True, seed=args.seed)
+        train_loader = data.DataLoader(train_set, args.batch_size, sampler=sampler, seed=args.seed + dist.rank(),
+                                       transform=transform)
+    else:
+        train_loader = data.DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed, transform=transform)
     test_loader = data.DataLoader(test_set, 500)
     in_channels = train_set[0][0].shape[0]
     model = build_model(args.model, len(classes), in_channels=in_channels).to(args.device)
+    plain_model = model
+    if distributed:
+        model = dist.DistributedDataParallel(dist.convert_sync_batchnorm(model))
+        manual_seed(args.seed + dist.rank())  # rank 0 keeps the stream of one process; others draw their own dropout
     params = list(model.parameters())
     opt, sched = optimizer_and_schedule(args, params)
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
-    os.makedirs(out, exist_ok=True)
+    if main_rank:
+        os.makedirs(out, exist_ok=True)
     n_params = sum(p.size for p in params)
     what = "series" if signals else "images"
+    ranks = f", {dist.world_size()} ranks x batch {args.batch_size}" if distributed else ""
     log(f"minicnn: {args.model} ({n_params:,} parameters) on {args.dataset}: {len(train_set):,} train / "
-        f"{len(test_set):,} test {what}, {plural(args.epochs, 'epoch')}, device {args.device}")
-    trainer = Trainer(model, opt, device=args.device, scheduler=sched, num_classes=len(classes),
-                      progress=not args.no_progress and sys.stderr.isatty())
+        f"{len(test_set):,} test {what}, {plural(args.epochs, 'epoch')}, device {args.device}{ranks}")
+    trainer_class = DistributedTrainer if distributed else Trainer
+    trainer = trainer_class(model, opt, device=args.device, scheduler=sched, num_classes=len(classes),
+                            progress=not args.no_progress and sys.stderr.isatty() and main_rank)
     t0 = time.perf_counter()
-    history = trainer.fit(train_loader, test_loader, args.epochs, out_dir=out, log=log,
+    history = trainer.fit(train_loader, test_loader, args.epochs, out_dir=out if main_rank else None, log=log,
                           eval_every=getattr(args, "eval_every", 1))
     total = time.perf_counter() - t0
     final = history[-1]
+    if not main_rank:  # rank 0 writes the pictures and the summary
+        return None
     viz.plot_learning_curves(history, os.path.join(out, "learning_curves.png"), f"{args.model} on {args.dataset}")
     viz.plot_confusion_matrix(trainer.last_confusion, os.path.join(out, "confusion_matrix.png"), classes,
                               f"{args.model} on {args.dataset}: test accuracy {100 * final['test_acc']:.2f}%")
@@ -283,9 +328,11 @@ def train(args, log=print):
                    test_accuracy=final["test_acc"], test_macro_f1=final["test_f1"], seconds=total,
                    seconds_per_epoch=float(np.mean([h["seconds"] for h in history])), device=args.device,
                    seed=args.seed)
+    if distributed:
+        summary.update(world_size=dist.world_size(), batch_size_per_rank=args.batch_size)
     if signals:
         summary.update(task=task, batch_size=args.batch_size)
-        plot_signal_pictures(model, test_set, classes, out, f"{args.model} on {args.dataset}")
+        plot_signal_pictures(plain_model, test_set, classes, out, f"{args.model} on {args.dataset}")
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     log(f"test accuracy {100 * final['test_acc']:.2f}%  (macro F1 {final['test_f1']:.4f}); "
@@ -340,6 +387,10 @@ def plot_signal_pictures(model, test_set, classes, out, title, per_class=3):
                  f"{title}: class activation maps (true class)")
 
 
+def _silent(*args, **kwargs):
+    """The log of the ranks other than 0: they train and evaluate, rank 0 reports."""
+
+
 def plural(n, noun):
     """``1 epoch``, ``2 epochs``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
@@ -349,11 +400,25 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(task_of(argv))
     args = parser.parse_args(argv)
-    if args.augment and args.task == "signals":
+    if getattr(args, "augment", None) and args.task == "signals":
         parser.error("--augment: no augmentation is defined for --task signals; leave it out")
+    if args.task == "gan":
+        from .cli_gan import resolve_gan_defaults
+        try:
+            resolve_gan_defaults(args)   # a dataset the model does not train on: one line, before any work
+        except ValueError as e:
+            parser.error(str(e))
+    run = train
+    if args.distributed:
+        from .distributed import comm
+        if args.task in ("segmentation", "gan"):
+            parser.error(f"--distributed: data-parallel training covers --task images and signals, not {args.task}")
+        if not comm.mpi_available():
+            parser.error(f"--distributed needs mpi4py and an MPI runtime, which are not installed: {comm.INSTALL_HINT}")
+        run = functools.partial(comm.run_or_abort, train)  # a rank that raises ends the whole job
     try:
         get_device(args.device).xp  # noqa: B018 - cuda without a usable GPU fails here, before any work
-        train(args)
+        run(args)
     except RuntimeError as e:
         # the device's own one-line message ("cuda: ... use cuda-emu ..."), without a traceback
         if not str(e).startswith("cuda:"):

@@ -69,6 +69,7 @@ class Trainer:
                                          "the weights diverged (try a lower learning rate) or the data holds NaN/inf")
             self.optimizer.zero_grad()
             loss.backward()
+            self._after_backward()
             self.optimizer.step()
             n = len(y)
             total_loss += value * n
@@ -77,6 +78,7 @@ class Trainer:
             if bar is not loader:
                 rate = seen / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}")
+        total_loss, correct, seen = self._epoch_totals(total_loss, correct, seen)
         if seen == 0:
             raise ValueError("Trainer.train_epoch: the training loader yielded no batches")
         seconds = time.perf_counter() - t0
@@ -84,6 +86,13 @@ class Trainer:
             self.scheduler.step()
         return dict(train_loss=total_loss / seen, train_acc=correct / seen, seconds=seconds,
                     images_per_s=seen / seconds)
+
+    def _after_backward(self):
+        """Between ``loss.backward()`` and ``optimizer.step()``: nothing here (see DistributedTrainer)."""
+
+    def _epoch_totals(self, total_loss, correct, seen):
+        """The epoch's loss sum, correct count and samples seen, as logged (this process's here)."""
+        return total_loss, correct, seen
 
     def predict(self, loader):
         """Logits for every batch of ``loader`` (eval mode, no graph) and the labels."""
@@ -156,3 +165,45 @@ def save_checkpoint(model, path):
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
     return path
+
+
+class DistributedTrainer(Trainer):
+    """:class:`Trainer` for data-parallel training over the ranks of :mod:`minicnn.distributed`.
+
+    ``model`` is a :class:`~minicnn.distributed.DistributedDataParallel`; the training loader's
+    ``sampler`` a :class:`~minicnn.distributed.DistributedSampler` (its epoch is set before each
+    epoch, so the shards are reshuffled). Differences from :class:`Trainer`:
+
+    - gradients are averaged over the ranks after every backward (``model.sync_gradients()``);
+    - the epoch's loss sum, correct count and samples seen are summed over the ranks, so
+      ``train_loss``/``train_acc`` are those of all the samples of the epoch, on every rank;
+    - evaluation is sharded: each rank predicts a contiguous 1/K of the held-out set, the logits
+      are gathered in order, and every rank computes the metrics of the whole set.
+
+    Pass ``log`` and ``out_dir`` to :meth:`fit` on rank 0 only (the command line does).
+    """
+
+    def _after_backward(self):
+        self.model.sync_gradients()
+
+    def _epoch_totals(self, total_loss, correct, seen):
+        from .distributed import reduce_sums
+
+        total_loss, correct, seen = reduce_sums(total_loss, correct, seen)
+        return float(total_loss), int(correct), int(seen)
+
+    def train_epoch(self, loader, epoch=0):
+        sampler = getattr(loader, "sampler", None)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        return super().train_epoch(loader, epoch)
+
+    def predict(self, loader):
+        from .data import DataLoader, Subset
+        from .distributed import allgather_object, rank, world_size
+
+        shards = np.array_split(np.arange(len(loader.dataset)), world_size())
+        mine = DataLoader(Subset(loader.dataset, shards[rank()]), loader.batch_size)
+        logits, labels = super().predict(mine) if len(mine) else (None, None)
+        parts = [p for p in allgather_object((logits, labels)) if p[0] is not None]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -50,15 +50,21 @@ class DataLoader:
             ``None`` seeds from the operating system.
         transform: optional batch transform ``t(x, rng=None) -> x`` applied to
             each batch of inputs (after the dataset's own transform).
+        sampler: optional iterable of dataset indices with ``len`` (such as
+            :class:`minicnn.distributed.DistributedSampler`), iterated afresh every
+            epoch; it replaces ``shuffle`` (which must then be False) and N is its length.
 
     ``len(loader)`` is ``N // batch_size`` with ``drop_last`` and
     ``ceil(N / batch_size)`` without.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None,
-                 transform=None, collate_fn=default_collate):
+                 transform=None, collate_fn=default_collate, sampler=None):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other (the sampler orders the indices)")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -70,15 +76,18 @@ class DataLoader:
         self._aug_rng = np.random.default_rng(aug_seed)
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return n // self.batch_size
         return -(-n // self.batch_size)
 
     def batch_indices(self):
         """The list of index arrays of one epoch (draws a new permutation if shuffling)."""
-        n = len(self.dataset)
-        order = self._order_rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
+        else:
+            n = len(self.dataset)
+            order = self._order_rng.permutation(n) if self.shuffle else np.arange(n)
         return [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
 
     def __iter__(self):
