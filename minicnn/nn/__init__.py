@@ -16,6 +16,9 @@ from .loss import (  # noqa: F401
     SmoothL1Loss,
 )
 from .module import Module, Parameter  # noqa: F401
+from .padding import (  # noqa: F401
+    ConstantPad2d, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, ZeroPad2d,
+)
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm, LocalResponseNorm  # noqa: F401
 from .pooling import (  # noqa: F401
     AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, MaxUnpool2d, Upsample,
