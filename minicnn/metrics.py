@@ -317,15 +317,21 @@ def mean_average_precision(detections, ground_truths, iou_threshold=0.5, method=
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
-def coco_map(detections, ground_truths):
-    """COCO mAP@[.5:.95]: the mean over IoU thresholds ``0.50, 0.55, ..., 0.95`` of
-    :func:`mean_average_precision` with 101-point interpolation.
+def coco_map(detections, ground_truths, max_dets=100):
+    """COCO mAP@[.5:.95], pycocotools' ``stats[0]``: the mean over IoU thresholds ``0.50, 0.55, ...,
+    0.95`` and over classes of the 101-point interpolated AP.
 
-    Unlike pycocotools there is no cap on detections per image (maxDets), no
-    area ranges and no crowd regions.
+    As pycocotools (and :func:`minicnn.detection_metrics.coco_evaluate`, which computes it): only
+    the ``max_dets`` highest-scored detections per image and class count, and a detection whose
+    IoU ties between unmatched ground truths takes the last of them (with the first, a later
+    detection can lose its match). Area range "all", no crowd regions. 0.0 with no ground truth.
     """
-    return float(np.mean([mean_average_precision(detections, ground_truths, t, method="coco")
-                          for t in COCO_IOU_THRESHOLDS]))
+    from .detection_metrics import coco_evaluate
+
+    dets = [dict(zip(("boxes", "scores", "labels"), _unpack(d, ("boxes", "scores", "labels")))) for d in detections]
+    gts = [dict(zip(("boxes", "labels"), _unpack(g, ("boxes", "labels")))) for g in ground_truths]
+    stats = coco_evaluate(dets, gts, "bbox", max_dets=(max_dets,), area_ranges={"all": (0.0, 1e5 ** 2)})["stats"]
+    return max(float(stats[0]), 0.0)
 
 
 # ---------------------------------------------------------------------------
