@@ -11,6 +11,10 @@ a 3×3/1 convolution for 28×28 or 32×32 images.
 ``replace_stride_with_dilation=[False, True, True]`` (torchvision's, for segmentation) keeps the
 stride of layer3 and layer4 at 1 and dilates their 3×3 convolutions instead (Chen et al., "atrous"
 convolution), so layer4 sees the image at stride 8 instead of 32 with the same weights.
+
+``norm_layer`` (PyTorch's argument; default ``nn.BatchNorm2d``) is the normalisation built after
+every convolution, called as ``norm_layer(channels)``: detection backbones pass
+:class:`~minicnn.models.detection.misc.FrozenBatchNorm2d`.
 """
 from .. import nn
 
@@ -27,20 +31,23 @@ def conv1x1(cin, cout, stride=1):
 
 class BasicBlock(nn.Module):
     """``relu(bn2(conv3x3(relu(bn1(conv3x3_s(x))))) + shortcut(x))``: (N, cin, H, W) →
-    (N, planes, H/stride, W/stride). Dilation is not supported (torchvision's rule)."""
+    (N, planes, H/stride, W/stride). Dilation is not supported (torchvision's rule).
+    ``norm_layer(channels)`` builds bn1/bn2 (default ``nn.BatchNorm2d``)."""
 
     expansion = 1
 
-    def __init__(self, cin, planes, stride=1, downsample=None, dilation=1):
+    def __init__(self, cin, planes, stride=1, downsample=None, dilation=1, norm_layer=None):
         super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
         if dilation > 1:
             raise ValueError(f"BasicBlock: dilation > 1 is not supported (got dilation={dilation}); "
                              "replace_stride_with_dilation needs Bottleneck blocks (resnet50)")
         self.conv1 = conv3x3(cin, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU()
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.downsample = downsample
 
     def forward(self, x):
@@ -53,18 +60,21 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """``relu(bn3(conv1x1(relu(bn2(conv3x3_{s,d}(relu(bn1(conv1x1(x)))))))) + shortcut(x))``:
     (N, cin, H, W) → (N, 4·planes, H/stride, W/stride); the 3×3 convolution carries the stride
-    and the dilation ``d`` (padding ``d``)."""
+    and the dilation ``d`` (padding ``d``). ``norm_layer(channels)`` builds bn1..bn3 (default
+    ``nn.BatchNorm2d``)."""
 
     expansion = 4
 
-    def __init__(self, cin, planes, stride=1, downsample=None, dilation=1):
+    def __init__(self, cin, planes, stride=1, downsample=None, dilation=1, norm_layer=None):
         super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
         self.conv1 = conv1x1(cin, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, stride, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, planes * 4)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.bn3 = norm_layer(planes * 4)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
@@ -90,11 +100,16 @@ class ResNet(nn.Module):
             block keeps the previous dilation, the others use the new one; the downsample
             shortcut is a stride-1 1×1 convolution (torchvision's rule). Feature stride of
             layer4: 32, 16 with ``[False, False, True]``, 8 with ``[False, True, True]``.
+        norm_layer: the normalisation after each convolution, ``norm_layer(channels)``
+            (default ``nn.BatchNorm2d``; detection uses ``FrozenBatchNorm2d``).
     """
 
     def __init__(self, block, layers, num_classes=1000, in_channels=3, small_input=False, width=64,
-                 replace_stride_with_dilation=None):
+                 replace_stride_with_dilation=None, norm_layer=None):
         super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        self._norm_layer = norm_layer
         if replace_stride_with_dilation is None:
             replace_stride_with_dilation = [False, False, False]
         if len(replace_stride_with_dilation) != 3:
@@ -110,7 +125,7 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         else:
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = norm_layer(width)
         self.relu = nn.ReLU()
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, width, layers[0])
@@ -129,10 +144,12 @@ class ResNet(nn.Module):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, dilation=previous_dilation)]
+                                       self._norm_layer(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, dilation=previous_dilation,
+                        norm_layer=self._norm_layer)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, dilation=self.dilation, norm_layer=self._norm_layer)
+                   for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x):
