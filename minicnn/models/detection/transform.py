@@ -21,7 +21,7 @@ import numpy as np
 from ... import functional as F
 from ... import nn
 from ...autograd import no_grad
-from ...functional.resample import UpsampleBilinear2d
+from ...functional.resample import UpsampleBilinear2d, linear_table
 from ...tensor import Tensor, to_host
 
 
@@ -47,27 +47,12 @@ def resize_boxes(boxes, original_size, new_size):
     return b * np.array([rw, rh, rw, rh], dtype=np.float32)
 
 
-def _bilinear_table(n, m):
-    """``(i0, i1, λ)`` of a bilinear resize ``n -> m`` (``align_corners=False``), sampling at
-    ``c = max(r·(o + ½) − ½, 0)`` with ``r = n/m`` in float32 and ``c`` rounded once, as PyTorch's
-    CPU kernels compute it (a fused multiply-add): a separately rounded product can move ``c`` by
-    an ulp, about 1e-5 of a pixel at 1000-pixel outputs."""
-    o = np.arange(m, dtype=np.float64)
-    if m == n:
-        return o.astype(np.int64), o.astype(np.int64), np.zeros(m, dtype=np.float32)
-    r = np.float64(np.float32(n) / np.float32(m))
-    c = np.maximum((r * (o + 0.5) - 0.5).astype(np.float32), np.float32(0))
-    i0 = np.minimum(np.floor(c).astype(np.int64), n - 1)
-    lam = np.clip(c - i0.astype(np.float32), 0, 1).astype(np.float32)
-    return i0, np.minimum(i0 + 1, n - 1), lam
-
-
 def resize_bilinear(image, size):
     """Resize a ``(C, H, W)`` Tensor to ``size = (H', W')`` bilinearly (``align_corners=False``),
     PyTorch's taps and weights; differentiable."""
     x = image.reshape(1, *image.shape)
-    y = UpsampleBilinear2d.apply(x, tables_h=_bilinear_table(image.shape[1], size[0]),
-                                 tables_w=_bilinear_table(image.shape[2], size[1]))
+    y = UpsampleBilinear2d.apply(x, tables_h=linear_table(image.shape[1], size[0], False, dtype=image.dtype),
+                                 tables_w=linear_table(image.shape[2], size[1], False, dtype=image.dtype))
     return y.reshape(*y.shape[1:])
 
 
