@@ -37,8 +37,9 @@ setup(
         # torch==2.13.0 is the CPU build on these machines; a looser range pulls a multi-GB CUDA build
         # mnist1d: the oracle of our offline MNIST-1D regeneration (its make_dataset, never its downloader)
         # pycocotools: the test oracle of our COCO-style detection mAP (the implementation stays ours)
-        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "cupy-cuda13x", "mnist1d",
-                 "pycocotools"],
+        # nvidia-cuda-nvdisasm: the SASS of the NVRTC compile check's instruction report (no GPU needed)
+        "test": ["pytest", "hypothesis", "torch==2.13.0", "nvidia-cuda-nvrtc", "nvidia-cuda-nvdisasm", "cupy-cuda13x",
+                 "mnist1d", "pycocotools"],
         # data-parallel training on MPI: mpi4py and MPICH's runtime as a wheel (mpiexec on PATH);
         # Debian's MPICH or Open MPI work as well
         "dist": ["mpi4py>=4", "mpich"],

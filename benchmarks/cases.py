@@ -317,3 +317,190 @@ def suite(quick=False):
     cases += [nms_case(n) for n in ((1000,) if quick else (1000, 10000))]
     cases.append(train_step_case())
     return cases
+
+
+# ---- --device cuda: the same kinds of rows against PyTorch CUDA (cuDNN) ------------------------------------
+def _sync(device):
+    """A callable that waits for the device (each timed call ends with it); no-op on CPU devices."""
+    if device != "cuda":
+        return lambda: None
+    import cupy
+
+    return cupy.cuda.Device().synchronize
+
+
+def _torch_sync(torch):
+    return torch.cuda.synchronize if torch is not None and torch.cuda.is_available() else (lambda: None)
+
+
+class _Tf32:
+    """Context: TF32 on or off for both minicnn (``minicnn.backends.cuda.allow_tf32``) and PyTorch
+    (``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``)."""
+
+    def __init__(self, torch, on):
+        self.torch, self.on = torch, on
+
+    def __enter__(self):
+        self.saved = mc.backends.cuda.allow_tf32
+        mc.backends.cuda.allow_tf32 = self.on
+        if self.torch is not None:
+            b = self.torch.backends
+            self.saved_torch = b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32
+            b.cuda.matmul.allow_tf32 = b.cudnn.allow_tf32 = self.on
+
+    def __exit__(self, *exc):
+        mc.backends.cuda.allow_tf32 = self.saved
+        if self.torch is not None:
+            b = self.torch.backends
+            b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = self.saved_torch
+
+
+class _ConvAlgorithm:
+    """Context: ``minicnn.backends.cuda.conv_algorithm`` set to ``name`` (None: left as it is)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.saved = mc.backends.cuda.conv_algorithm
+        if self.name is not None:
+            mc.backends.cuda.conv_algorithm = self.name
+
+    def __exit__(self, *exc):
+        mc.backends.cuda.conv_algorithm = self.saved
+
+
+def gpu_conv_case(layer, backward, tf32, device="cuda", algorithm=None):
+    """A convolution on ``device`` (``cuda``; ``cuda-emu`` for a smoke run) against PyTorch on its
+    CUDA device (cuDNN), with TF32 on or off for both; every timed call waits for the device.
+    ``algorithm``: None (the default path) or a ``minicnn.backends.cuda.conv_algorithm`` to force,
+    e.g. ``"implicit_gemm"`` (its forward is plain FP32 FMAs whatever the TF32 switch)."""
+    N, C, H, W, K, k, s, p, g = layer
+    fwd_flops, out_shape = _conv_flops(*layer)
+
+    def make(torch):
+        r = _rng()
+        x = r.standard_normal((N, C, H, W), dtype=np.float32)
+        w = (r.standard_normal((K, C // g, k, k), dtype=np.float32) * 0.1).astype(np.float32)
+        gy = r.standard_normal(out_shape, dtype=np.float32)
+        X, Wt = mc.Tensor(x, device=device, requires_grad=backward), mc.Tensor(w, device=device, requires_grad=backward)
+        GY = mc.Tensor(gy, device=device)
+        sync = _sync(device)
+
+        def ours():
+            with _Tf32(None, tf32), _ConvAlgorithm(algorithm):
+                y = F.conv2d(X, Wt, stride=s, padding=p, groups=g)
+                if backward:
+                    X.grad = Wt.grad = None
+                    y.backward(GY)
+            sync()
+
+        theirs = None
+        if torch is not None and torch.cuda.is_available():
+            tx = torch.from_numpy(x).cuda().requires_grad_(backward)
+            tw = torch.from_numpy(w).cuda().requires_grad_(backward)
+            tgy = torch.from_numpy(gy).cuda()
+            tsync = _torch_sync(torch)
+
+            def theirs():
+                with _Tf32(torch, tf32):
+                    if backward:
+                        tx.grad = tw.grad = None
+                        torch.nn.functional.conv2d(tx, tw, stride=s, padding=p, groups=g).backward(tgy)
+                    else:
+                        with torch.no_grad():
+                            torch.nn.functional.conv2d(tx, tw, stride=s, padding=p, groups=g)
+                tsync()
+        return ours, theirs
+
+    kind = "depthwise" if g == C and g > 1 else "conv2d"
+    path = ", implicit GEMM" if algorithm == "implicit_gemm" else (f", {algorithm}" if algorithm else "")
+    name = (f"{kind} {'fwd+bwd' if backward else 'fwd'} N{N} C{C} {H}x{W} K{K} k{k} s{s} p{p} "
+            f"[{device}{path}, TF32 {'on' if tf32 else 'off'}]")
+    case = Case(kind, name, fwd_flops * (3 if backward else 1), make)
+    case.peak = "tf32" if tf32 else "fp32"
+    return case
+
+
+def gpu_op_case(kind, device="cuda", n=10000):
+    """NMS of ``n`` boxes, max pooling fwd+bwd, or RoI align fwd on ``device`` vs PyTorch CUDA
+    (torchvision.ops where it imports)."""
+
+    def make(torch):
+        r = _rng()
+        sync = _sync(device)
+        on_gpu = torch is not None and torch.cuda.is_available()
+        theirs = None
+        if kind == "nms":
+            boxes, scores = _boxes(r, n), r.uniform(size=n).astype(np.float32)
+            B, S = mc.Tensor(boxes, device=device), mc.Tensor(scores, device=device)
+
+            def ours():
+                F.nms(B, S, 0.5)
+                sync()
+            if on_gpu:
+                try:
+                    import torchvision
+
+                    tb, ts = torch.from_numpy(boxes).cuda(), torch.from_numpy(scores).cuda()
+
+                    def theirs():
+                        torchvision.ops.nms(tb, ts, 0.5)
+                        torch.cuda.synchronize()
+                except Exception:  # noqa: BLE001  (torchvision missing or not importable)
+                    theirs = None
+        elif kind == "max_pool":
+            x = r.standard_normal((8, 256, 56, 56), dtype=np.float32)
+            gy = r.standard_normal((8, 256, 28, 28), dtype=np.float32)
+            X, GY = mc.Tensor(x, device=device, requires_grad=True), mc.Tensor(gy, device=device)
+
+            def ours():
+                X.grad = None
+                F.max_pool2d(X, 2, 2).backward(GY)
+                sync()
+            if on_gpu:
+                tx, tgy = torch.from_numpy(x).cuda().requires_grad_(True), torch.from_numpy(gy).cuda()
+
+                def theirs():
+                    tx.grad = None
+                    torch.nn.functional.max_pool2d(tx, 2, 2).backward(tgy)
+                    torch.cuda.synchronize()
+        else:  # roi_align
+            x = r.standard_normal((2, 256, 50, 50), dtype=np.float32)
+            rois = np.concatenate([r.integers(0, 2, (n, 1)).astype(np.float32), _boxes(r, n)], 1)
+            X, R = mc.Tensor(x, device=device), mc.Tensor(rois, device=device)
+
+            def ours():
+                F.roi_align(X, R, (7, 7), spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
+                sync()
+            if on_gpu:
+                try:
+                    import torchvision
+
+                    tx, tr = torch.from_numpy(x).cuda(), torch.from_numpy(rois).cuda()
+
+                    def theirs():
+                        torchvision.ops.roi_align(tx, tr, (7, 7), 1 / 16, 2, True)
+                        torch.cuda.synchronize()
+                except Exception:  # noqa: BLE001
+                    theirs = None
+        return ours, theirs
+
+    names = {"nms": f"nms {n} boxes iou 0.5", "max_pool": "max_pool2d fwd+bwd 8x256x56x56 k2 s2",
+             "roi_align": f"roi_align fwd {n} rois on 2x256x50x50 -> 7x7"}
+    return Case(kind, f"{names[kind]} [{device}]", None, make)
+
+
+def gpu_suite(quick=False, device="cuda"):
+    """The ``--device cuda`` rows: every conv layer fwd and fwd+bwd with TF32 off and on, the
+    forward of every non-depthwise layer by the hand-written implicit GEMM (TF32 off: it uses
+    FP32 FMAs), then pooling, RoI align and NMS (``quick``: two layers, smaller RoI/NMS counts)."""
+    layers = CONV_LAYERS[:1] + CONV_LAYERS[-1:] if quick else CONV_LAYERS
+    cases = [gpu_conv_case(layer, backward, tf32, device)
+             for layer in layers for backward in (False, True) for tf32 in (False, True)]
+    cases += [gpu_conv_case(layer, False, False, device, algorithm="implicit_gemm")
+              for layer in layers if not (layer[-1] == layer[1] and layer[-1] > 1)]
+    cases.append(gpu_op_case("max_pool", device))
+    cases.append(gpu_op_case("roi_align", device, 200 if quick else 2000))
+    cases.append(gpu_op_case("nms", device, 1000 if quick else 10000))
+    return cases

@@ -4,6 +4,11 @@ For each row: minicnn's median time, PyTorch's median time from the same run (wh
 installed), the ratio torch_time / our_time (> 1 means minicnn is faster), GFLOP/s and the
 percentage of the machine's measured peak (a large sgemm). Prints a Markdown table, writes
 JSON and a bar chart of the ratios to ``benchmarks/results/``.
+
+``--device cuda`` runs the GPU rows instead (``benchmarks/cases.py: gpu_suite``): minicnn's
+``cuda`` device against PyTorch on CUDA (cuDNN), each convolution with TF32 off and on for both,
+every timed call ending with a device synchronisation; the peak is a large cuBLAS sgemm (TF32
+off, and on for the TF32 rows). It needs a GPU, CuPy and a CUDA build of PyTorch.
 """
 import argparse
 import json
@@ -32,7 +37,7 @@ def _torch():
 
 _TORCH = _torch()
 
-from .cases import suite  # noqa: E402  (after torch, see above)
+from .cases import gpu_suite, suite  # noqa: E402  (after torch, see above)
 from .timing import measure_peak_gflops, time_pair  # noqa: E402
 
 
@@ -74,6 +79,67 @@ def warm_start_seconds(runs=3):
         out = subprocess.run([sys.executable, "-c", _WARM_START], capture_output=True, text=True, check=True)
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(times[1:])
+
+
+def measure_gpu_peak_gflops(tf32, n=8192, reps=5):
+    """GFLOP/s of the best of ``reps`` cuBLAS sgemms ``n³`` through minicnn's GEMM call, TF32 off or
+    on (``minicnn.backends.cuda.allow_tf32``), each timed between device synchronisations."""
+    import cupy
+
+    import minicnn as mc
+    from minicnn.kernels.cuda._gemm import gemm
+
+    be = mc.get_device("cuda").kernels.conv2d_forward.args[0]
+    a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    c = cupy.empty((n, n), dtype=cupy.float32)
+    saved = mc.backends.cuda.allow_tf32
+    mc.backends.cuda.allow_tf32 = tf32
+    try:
+        gemm(be, "N", "N", a, b, c)
+        best = float("inf")
+        for _ in range(reps):
+            cupy.cuda.Device().synchronize()
+            t0 = time.perf_counter()
+            gemm(be, "N", "N", a, b, c)
+            cupy.cuda.Device().synchronize()
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        mc.backends.cuda.allow_tf32 = saved
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def run_gpu(quick=False, only=None, budget_s=1.0, log=print, device="cuda"):
+    """The ``--device cuda`` suite (``device="cuda-emu"`` runs the same rows on the emulator, a smoke
+    test of the code path only: its times mean nothing)."""
+    torch = _TORCH
+    t_begin = time.perf_counter()
+    if device == "cuda":
+        import cupy
+
+        peaks = {"fp32": measure_gpu_peak_gflops(False), "tf32": measure_gpu_peak_gflops(True)}
+        name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+        gpu = name.decode() if isinstance(name, bytes) else str(name)
+    else:
+        peaks, gpu = {"fp32": measure_peak_gflops(), "tf32": measure_peak_gflops()}, "none (cuda-emu on the CPU)"
+    log(f"GPU: {gpu}; measured cuBLAS sgemm 8192³: {peaks['fp32']:.0f} GFLOP/s (TF32 off), "
+        f"{peaks['tf32']:.0f} GFLOP/s (TF32 on); PyTorch "
+        f"{torch.__version__ + (' CUDA ' + str(torch.version.cuda) if torch.cuda.is_available() else ' (no CUDA)') if torch else 'not installed'}")
+    rows = []
+    for case in gpu_suite(quick, device):
+        if only and not any(o in case.name for o in only):
+            continue
+        ours, theirs = case.make(torch)
+        t_ours, t_theirs, n_ours = time_pair(ours, theirs, warmup=2, budget_s=budget_s)
+        row = dict(group=case.group, name=case.name, ours_ms=1e3 * t_ours, reps=n_ours,
+                   torch_ms=1e3 * t_theirs if t_theirs else None, ratio=(t_theirs / t_ours) if t_theirs else None)
+        if case.flops:
+            row["gflops"] = case.flops / t_ours / 1e9
+            row["pct_peak"] = 100 * row["gflops"] / peaks[getattr(case, "peak", "fp32")]
+        rows.append(row)
+        log(format_row(row))
+    return dict(device=device, gpu=gpu, peak_gflops=peaks, torch=getattr(torch, "__version__", None),
+                time=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=time.perf_counter() - t_begin, rows=rows)
 
 
 def run(quick=False, only=None, budget_s=1.0, log=print):
@@ -150,16 +216,21 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timing per row, both libraries together (default 2, --quick 0.5)")
     p.add_argument("--json", default=None)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"),
+                   help="cpu (default): the CPU suite; cuda: the GPU suite against PyTorch CUDA; "
+                        "cuda-emu: the GPU suite's code path on the emulator (a smoke test, no timings)")
     a = p.parse_args(argv)
     print(HEADER.split("\n")[0].replace("| case", "| (rows print as they finish) case"))
     budget = a.budget if a.budget is not None else (0.5 if a.quick else 2.0)
-    result = run(a.quick, a.only.split(",") if a.only else None, budget)
+    only = a.only.split(",") if a.only else None
+    result = run(a.quick, only, budget) if a.device == "cpu" else run_gpu(a.quick, only, budget, device=a.device)
     out_dir = os.path.join(os.path.dirname(__file__), "results")
     os.makedirs(out_dir, exist_ok=True)
-    path = a.json or os.path.join(out_dir, "latest.json")
+    default_name = "latest.json" if a.device == "cpu" else f"latest_{a.device}.json"
+    path = a.json or os.path.join(out_dir, default_name)
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
-    png = plot(result, os.path.join(out_dir, "latest.png"))
+    png = plot(result, os.path.join(out_dir, "latest.png" if a.device == "cpu" else f"latest_{a.device}.png"))
     print()
     print(HEADER)
     for r in result["rows"]:

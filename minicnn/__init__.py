@@ -12,5 +12,7 @@ from .autograd import Function, enable_grad, is_grad_enabled, no_grad  # noqa: F
 from .device import Device, cuda_is_available, get_device  # noqa: F401
 from .tensor import Tensor, arange, from_numpy, ones, randn, tensor, zeros  # noqa: F401
 from .summary import summary  # noqa: F401
+from . import backends  # noqa: F401
+from .backends import are_deterministic_algorithms_enabled, use_deterministic_algorithms  # noqa: F401
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ CudaBackend hands it to CuPy (module_source), with NVRTC_OPTIONS.
 """
 import glob
 import os
+import struct
 
 import pytest
 
@@ -69,3 +70,49 @@ def test_resource_report_is_parsed():
     assert r.kernels["k"].shared_bytes == 1200
     assert r.kernels["k"].spill_stores == 0
     assert "--std=c++17" in r.options and "--gpu-architecture=sm_80" in r.options
+
+
+# ---- instruction report ------------------------------------------------------------------------------
+# Budgets per element written (3×3 window): a quarter of the figures of the kernels these replaced
+# (one thread per column entry, 64-bit index math), measured the same way on sm_80 float32:
+# SASS im2col 416, col2im 3124; PTX im2col 134. A figure going up is a regression. (PTX, counted
+# only where nvdisasm is missing, hides the cost of divisions: col2im has no PTX budget.)
+INSTRUCTION_BUDGETS = {"SASS": {"im2col_i32": 416 / 4, "col2im_i32": 3124 / 4},
+                       "PTX": {"im2col_i32": 134 / 4}}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_im2col_col2im_instruction_budget(arch):
+    result = compile_check.compile_with_nvrtc(module_source("conv.cu", "float32"), NVRTC_OPTIONS, arch,
+                                              name="conv.cu<float32>")
+    rows = {r.kernel: r for r in compile_check.instruction_report([result])}
+    assert set(rows) == set(compile_check.REPORTED_KERNELS)
+    for name, budget in INSTRUCTION_BUDGETS[rows["im2col_i32"].kind].items():
+        assert rows[name].per_element <= budget, compile_check.format_instruction_report(list(rows.values()))
+    assert rows["im2col_i32"].per_element < rows["im2col_i64"].per_element  # 32-bit math is cheaper
+
+
+def test_instructions_per_element_weights_loops():
+    ptx = """
+        mov.u32 %r1, 0;
+    $L__BB0_1:
+        add.s32 %r1, %r1, 1;
+    $L__BB0_2:
+        add.s32 %r2, %r2, 1;
+        @%p1 bra $L__BB0_2;
+        @%p2 bra $L__BB0_1;
+        ret;
+    """
+    # 2 outside (mov, ret) + 2 in the outer loop only (add, bra) × 3 + 2 in the inner loop × 3·3
+    assert compile_check.instructions_per_element(ptx, (3, 3), 1, kind="ptx") == 2 + 2 * 3 + 2 * 9
+    assert compile_check.instructions_per_element(ptx, (3, 3), 4, kind="ptx") == (2 + 6 + 18) / 4
+
+
+def test_cubin_is_completed_to_its_elf_size():
+    result = compile_check.compile_with_nvrtc('extern "C" __global__ void k(float* x) { x[0] = 1.0f; }',
+                                              NVRTC_OPTIONS, "sm_80")
+    cubin = result.cubin
+    phoff, shoff = struct.unpack_from("<QQ", cubin, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", cubin, 0x36)
+    assert len(cubin) >= max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    assert compile_check.complete_elf(cubin) == cubin

@@ -84,6 +84,11 @@ class CudaBackend:
             self._functions[key] = self.module(cu_file, dtype).get_function(kernel_name)
         return self._functions[key]
 
+    def to_host(self, a):
+        """A NumPy copy of device array ``a``: the one door of the kernel wrappers' device→host
+        reads (a copy on cuda-emu too, so both devices behave alike)."""
+        return a.get() if self.xp is not np else np.array(a, copy=True)
+
     def __repr__(self):
         return f"CudaBackend({self.name!r})"
 

@@ -4,7 +4,7 @@
 // (row, col) with 64 threads, one per row box. Only tiles with col >= row are computed (a box can
 // only suppress boxes ranked after it). The column tile's boxes are staged in shared memory; thread
 // t builds one unsigned long long whose bit j says "row box t suppresses column box j" and writes it
-// to mask[row_box * col_blocks + col]. The host then scans the boxes in order (kernels/cuda/nms.py).
+// to mask[row_box * col_blocks + col]. nms_scan then walks the boxes in order on the device.
 // A box only suppresses boxes of its own category (categories[i]; batched_nms).
 //
 // IoU in double, with the operations of kernels/reference/nms.py in the same order; mul/add are
@@ -63,4 +63,50 @@ extern "C" __global__ void nms_mask(const scalar_t* boxes, const long long* cate
         const int col_blocks = (n + NMS_TILE - 1) / NMS_TILE;
         mask[(long long)box * col_blocks + col] = bits;
     }
+}
+
+// Greedy keep-scan over the mask, in ONE block: `removed` (one bit per box, in shared memory, or in
+// global memory when it does not fit: use_global) says which boxes a kept box has suppressed.
+// For each 64-box word w in order: thread 0 decides the word's boxes one by one (box i is kept
+// unless its bit is set; a kept box ORs its own row of word w into the running word), then all
+// threads OR the rows of the word's kept boxes into the later words, in parallel. Two barriers per
+// word. Output: keep[0:count] = kept positions (increasing), count[0] = their number.
+// Launch: grid (1,), block (NMS_SCAN_THREADS,), dynamic shared memory ceil(n/64)·8 bytes unless
+// use_global (then removed_global holds ceil(n/64) words).
+extern "C" __global__ void nms_scan(const unsigned long long* mask, int n, unsigned long long* removed_global,
+                                    int use_global, long long* keep, long long* count) {
+    extern __shared__ unsigned long long removed_shared[];
+    __shared__ unsigned long long word_kept;
+    __shared__ long long kept_so_far;
+    unsigned long long* removed = use_global ? removed_global : removed_shared;
+    const int col_blocks = (n + NMS_TILE - 1) / NMS_TILE;
+    for (int w = threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] = 0;
+    if (threadIdx.x == 0) kept_so_far = 0;
+    __syncthreads();
+    for (int w = 0; w < col_blocks; ++w) {
+        if (threadIdx.x == 0) {
+            unsigned long long current = removed[w], kept = 0;
+            const int size = min(NMS_TILE, n - w * NMS_TILE);
+            for (int b = 0; b < size; ++b) {
+                if (!((current >> b) & 1ull)) {
+                    const long long box = (long long)w * NMS_TILE + b;
+                    kept |= 1ull << b;
+                    keep[kept_so_far++] = box;
+                    current |= mask[box * col_blocks + w];
+                }
+            }
+            word_kept = kept;
+        }
+        __syncthreads();
+        const unsigned long long kept = word_kept;
+        for (int later = w + 1 + threadIdx.x; later < col_blocks; later += blockDim.x) {
+            unsigned long long r = removed[later];
+            for (int b = 0; b < NMS_TILE; ++b) {
+                if ((kept >> b) & 1ull) r |= mask[((long long)w * NMS_TILE + b) * col_blocks + later];
+            }
+            removed[later] = r;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) count[0] = kept_so_far;
 }

@@ -6,7 +6,9 @@
 // CPU's in-plane scatter (same order of additions). The one exception is max_unpool2d_forward,
 // whose indices are arbitrary (no geometry says which inputs land on an output): it scatters
 // with atomicAdd; without duplicate indices every output gets at most one add, so it is exact
-// and deterministic; with duplicates the order of the adds (and the last bits) may vary on a GPU.
+// and deterministic; with duplicates the order of the adds (and the last bits) may vary on a GPU
+// (minicnn.use_deterministic_algorithms(True) replaces this kernel by a sorted scatter-add,
+// kernels/cuda/_scatter.py).
 
 // -inf without <cmath> or <limits> (neither is available under NVRTC): the IEEE-754 bit pattern.
 __device__ __forceinline__ scalar_t negative_infinity() {

@@ -2,11 +2,14 @@
 
 Arrays are (N, C, H, W); the kernels see ``P = N·C`` planes. Backward kernels run one thread per
 input element (gather form, deterministic); ``max_unpool2d_forward`` scatters with atomicAdd
-(see ``pool.cu``).
+(see ``pool.cu``), or without atomics in deterministic mode (``minicnn.use_deterministic_algorithms``).
 """
 import numpy as np
 
 from ..geometry import output_shape
+from ._gemm import settings
+from ._planes import plane_chunks, plane_view
+from ._scatter import scatter_add
 
 KERNELS = (
     "max_pool2d_forward", "max_pool2d_backward",
@@ -24,8 +27,16 @@ def _i32(*values):
 
 
 def _launch(be, name, dtype, n, arrays, ints):
+    """Kernel ``name`` over ``n`` threads (one per element of one (N, C, …) array), launched over
+    chunks of planes that each fit a 32-bit count (:func:`~._planes.plane_chunks`)."""
+    if n == 0:
+        return
     k = be.function(_CU, name, dtype)
-    k(be.grid_1d(n), (be.BLOCK,), tuple(arrays) + _i32(n, *ints))
+    planes = arrays[0].shape[0] * arrays[0].shape[1]
+    per_plane = max(n // planes, *(a.size // planes for a in arrays))
+    for p0, p1 in plane_chunks(planes, per_plane, name):
+        m = n // planes * (p1 - p0)
+        k(be.grid_1d(m), (be.BLOCK,), tuple(plane_view(a, p0, p1) for a in arrays) + _i32(m, *ints))
 
 
 def max_pool2d_forward(be, x, kernel, stride, padding, dilation, ceil_mode):
@@ -101,9 +112,15 @@ def adaptive_max_pool2d_backward(be, gy, idx, in_hw):
 
 
 def max_unpool2d_forward(be, x, idx, out_hw):
-    """Scatter-ADD (atomicAdd) into a zeroed output; indices are range-checked by the caller."""
+    """Scatter-ADD (atomicAdd) into a zeroed output; indices are range-checked by the caller. In
+    deterministic mode a sorted scatter-add (duplicates summed in input order, no atomics)."""
     x, idx = be.xp.ascontiguousarray(x), be.xp.ascontiguousarray(idx)
     N, C, H, W = x.shape
+    if settings.deterministic:
+        xp, out_plane = be.xp, out_hw[0] * out_hw[1]
+        dest = xp.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * out_plane + idx.astype(np.int64)
+        y = scatter_add(be, x.reshape(-1), dest.reshape(-1), N * C * out_plane)
+        return y.reshape((N, C) + tuple(out_hw))
     y = be.xp.zeros((N, C) + tuple(out_hw), dtype=x.dtype)
     _launch(be, "max_unpool2d_forward", x.dtype, x.size, (x, idx, y), (H * W, out_hw[0] * out_hw[1]))
     return y

@@ -6,6 +6,8 @@ read it. The tables are non-decreasing, so the range is found by binary search h
 """
 import numpy as np
 
+from ._planes import plane_chunks, plane_view
+
 KERNELS = (
     "upsample_nearest2d_forward", "upsample_nearest2d_backward",
     "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
@@ -15,8 +17,18 @@ _CU = "resample.cu"
 
 
 def _launch(be, name, dtype, n, arrays, ints):
+    """Kernel ``name`` over ``n`` threads (one per element of one (N, C, H, W) array), launched over
+    chunks of planes that each fit a 32-bit count; the 1-D index tables go whole to every launch."""
+    if n == 0:
+        return
     k = be.function(_CU, name, dtype)
-    k(be.grid_1d(n), (be.BLOCK,), tuple(arrays) + tuple(np.int32(v) for v in (n,) + tuple(ints)))
+    plane_arrays = [a for a in arrays if a.ndim == 4]
+    planes = plane_arrays[0].shape[0] * plane_arrays[0].shape[1]
+    per_plane = max(n // planes, *(a.size // planes for a in plane_arrays))
+    for p0, p1 in plane_chunks(planes, per_plane, name):
+        m = n // planes * (p1 - p0)
+        views = tuple(plane_view(a, p0, p1) if a.ndim == 4 else a for a in arrays)
+        k(be.grid_1d(m), (be.BLOCK,), views + tuple(np.int32(v) for v in (m,) + tuple(ints)))
 
 
 def _contiguous(be, *arrays):

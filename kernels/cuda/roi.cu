@@ -10,10 +10,11 @@
 // sampling however large the box; sample indices and grid sizes are 64-bit.
 // Everything is computed in scalar_t, in the same order as the CPU kernels.
 //
-// Backward uses atomicAdd: the design's one allowed exception to gather-form backward. A pixel
-// can be read by any number of RoIs and bins (RoIs overlap arbitrarily), so a gather would loop
-// over every bin of every RoI of the image per input element. Consequence: on a real GPU the
-// order of the additions (and so the last bits of float sums) may vary from run to run.
+// Backward uses atomicAdd by default: a pixel can be read by any number of RoIs and bins (RoIs
+// overlap arbitrarily), so a gather loops over every RoI of the image per input element.
+// Consequence: on a real GPU the order of the additions (and so the last bits of float sums) may
+// vary from run to run. minicnn.use_deterministic_algorithms(True) selects the gather forms:
+// roi_align_backward_gather below, and for RoI pool a sorted scatter-add (kernels/cuda/_scatter.py).
 
 // a*b and a+b rounded once each. NVRTC contracts a*b+c into an FMA by default, which would move
 // RoI-pool bin boundaries and sample positions at exact ties; the _rn intrinsics are never
@@ -263,4 +264,36 @@ extern "C" __global__ void roi_align_backward(const scalar_t* gy, const scalar_t
         scalar_t gh = mul_rn(g, ry[h]);
         for (long long w = spx[0]; w < spx[1]; ++w) atomicAdd(plane + h * W + w, mul_rn(gh, rx[w]));
     }
+}
+
+// Deterministic (gather) form of roi_align_backward: one thread per element (n, c, h, w) of gx. It
+// visits the K RoIs of this launch in order and, for those of image n, the bins whose row span
+// holds h and column span holds w, adding gy · wy[h] · wx[w] (the products of roi_align_backward)
+// in (k, ph, pw) order. gx accumulates over launches (RoI chunks) and must be zero before the first.
+extern "C" __global__ void roi_align_backward_gather(const scalar_t* gy, const scalar_t* rois, const scalar_t* wy,
+                                                     const long long* sy, const scalar_t* wx, const long long* sx,
+                                                     scalar_t* gx, long long total, int K, int C, int H, int W,
+                                                     int PH, int PW) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int w = (int)(i % W);
+    const int h = (int)((i / W) % H);
+    const int c = (int)((i / ((long long)W * H)) % C);
+    const long long n = i / ((long long)W * H * C);
+    scalar_t acc = gx[i];
+    for (int k = 0; k < K; ++k) {
+        if ((long long)rois[(long long)k * 5] != n) continue;
+        for (int ph = 0; ph < PH; ++ph) {
+            const long long row = (long long)k * PH + ph;
+            if (h < sy[row * 2] || h >= sy[row * 2 + 1]) continue;
+            const scalar_t wyh = wy[row * H + h];
+            for (int pw = 0; pw < PW; ++pw) {
+                const long long col = (long long)k * PW + pw;
+                if (w < sx[col * 2] || w >= sx[col * 2 + 1]) continue;
+                const scalar_t g = gy[(((long long)k * C + c) * PH + ph) * PW + pw];
+                acc = add_rn(acc, mul_rn(mul_rn(g, wyh), wx[col * W + w]));
+            }
+        }
+    }
+    gx[i] = acc;
 }

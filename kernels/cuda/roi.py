@@ -1,6 +1,9 @@
 """Launch wrappers of ``roi.cu`` (same signatures as ``kernels/cpu/roi.py``, plus ``be``)."""
 import numpy as np
 
+from ._gemm import settings
+from ._scatter import scatter_add
+
 KERNELS = ("roi_pool_forward", "roi_pool_backward", "roi_align_forward", "roi_align_backward")
 
 _CU = "roi.cu"
@@ -39,11 +42,18 @@ def roi_pool_forward(be, x, rois, output_size, spatial_scale):
 
 
 def roi_pool_backward(be, gy, rois, argmax, x_shape):
-    """``gx``: each bin's gradient added (atomically) to the pixel that won it."""
+    """``gx``: each bin's gradient added (atomically) to the pixel that won it; in deterministic
+    mode a sorted scatter-add instead (:func:`~._scatter.scatter_add`, bins in (k, c, ph, pw) order)."""
     gy, rois = _contiguous(be, gy, rois)
     argmax = be.xp.ascontiguousarray(argmax, dtype=np.int64)
     N, C, H, W = x_shape
     PH, PW = gy.shape[2], gy.shape[3]
+    if settings.deterministic:
+        xp = be.xp
+        image = rois[:, 0].astype(np.int64).reshape(-1, 1, 1, 1)
+        plane = (image * C + xp.arange(C, dtype=np.int64).reshape(1, -1, 1, 1)) * (H * W)
+        dest = xp.where(argmax >= 0, plane + argmax, -1)
+        return scatter_add(be, gy.reshape(-1), dest.reshape(-1), N * C * H * W).reshape(N, C, H, W)
     gx = be.xp.zeros((N, C, H, W), dtype=gy.dtype)
     if gx.size > 0:
         _launch(be, "roi_pool_backward", (gy, rois, argmax, gx), gy.size, C, H, W, PH, PW)
@@ -90,12 +100,20 @@ def roi_align_forward(be, x, rois, output_size, spatial_scale, sampling_ratio, a
 
 
 def roi_align_backward(be, gy, rois, x_shape, spatial_scale, sampling_ratio, aligned):
-    """``gx`` of ``x_shape``: each bin sends ``gy · wy[h] · wx[w]`` (atomically) to the pixels it read."""
+    """``gx`` of ``x_shape``: each bin sends ``gy · wy[h] · wx[w]`` (atomically) to the pixels it read;
+    in deterministic mode each pixel gathers them instead (``roi_align_backward_gather``)."""
     gy, rois = _contiguous(be, gy, rois)
     N, C, H, W = x_shape
     PH, PW = gy.shape[2], gy.shape[3]
     gx = be.xp.zeros((N, C, H, W), dtype=gy.dtype)
-    if gx.size > 0:
+    if gx.size > 0 and settings.deterministic:
+        kernel = be.function(_CU, "roi_align_backward_gather", gy.dtype)
+        for k0, k1, weights in _align_weight_chunks(be, rois, gy.dtype, (H, W), (PH, PW), spatial_scale,
+                                                    sampling_ratio, aligned):
+            kernel(be.grid_1d(gx.size), (be.BLOCK,),
+                   (gy[k0:k1], rois[k0:k1], *weights, gx, np.int64(gx.size),
+                    *(np.int32(v) for v in (k1 - k0, C, H, W, PH, PW))))
+    elif gx.size > 0:
         for k0, k1, weights in _align_weight_chunks(be, rois, gy.dtype, (H, W), (PH, PW), spatial_scale,
                                                     sampling_ratio, aligned):
             _launch(be, "roi_align_backward", (gy[k0:k1], rois[k0:k1], *weights, gx), gy[k0:k1].size,

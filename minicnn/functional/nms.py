@@ -8,9 +8,15 @@ The boxes are first scaled by a power of two (exact, and IoU is scale-free) that
 coordinate near ``2**252`` (:func:`~minicnn.functional.boxes.iou_scale_factors`), so neither
 boxes near 1e308 (areas, even widths, overflowed: identical boxes were not suppressed) nor boxes
 near 1e-300 (areas underflowed) change a decision. The suppression itself runs in the device
-kernel ``nms_sorted`` (CPU: a Numba greedy loop; GPU: the 64-bit mask kernel plus a host scan),
-which only lets a box suppress boxes of its own category (all one category for ``nms``).
-Not differentiable: the result is a set of indices.
+kernel ``nms_sorted`` (CPU: a Numba greedy loop; GPU: the 64-bit mask kernel plus the keep-scan
+in one block), which only lets a box suppress boxes of its own category (all one category for
+``nms``). Not differentiable: the result is a set of indices.
+
+On ``cuda`` (and ``cuda-emu``, which runs the same code) everything stays on the device: the
+input checks reduce to three integers read back once, before any kernel; the stable sort is a
+``lexsort`` on (score descending, index ascending); the scale factors are applied with
+``ldexp`` (exact, as the host's multiplications); the only other device→host transfer is the
+kernel's 8-byte count of kept boxes. Results are bitwise the CPU's.
 """
 import math
 
@@ -69,6 +75,63 @@ def _nms_host(b, s, categories, iou_threshold, device):
     return order[device.to_numpy(positions)].astype(np.int64)
 
 
+def _first_true(xp, flags):
+    """Index of the first True of a device bool vector, −1 if none (stays on the device)."""
+    if flags.size == 0:
+        return xp.asarray(-1, dtype=np.int64)
+    return xp.where(flags.any(), xp.argmax(flags), -1).astype(np.int64)
+
+
+def _device_arrays(device, boxes, scores, op):
+    """Device float64 ``(N, 4)`` boxes and ``(N,)`` scores, shapes and dtypes checked (no transfer)."""
+    xp = device.xp
+    b, s = (xp.asarray(a.data if isinstance(a, Tensor) else a) for a in (boxes, scores))
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{op}: boxes must have shape (N, 4) (x1, y1, x2, y2), got {b.shape}")
+    if s.ndim != 1 or s.shape[0] != b.shape[0]:
+        raise ValueError(f"{op}: scores must have shape ({b.shape[0]},) to match boxes, got {s.shape}")
+    if b.dtype.kind not in "fiu" or s.dtype.kind not in "fiu":
+        raise TypeError(f"{op}: boxes and scores must be numeric, got {b.dtype} and {s.dtype}")
+    return b.astype(np.float64), s.astype(np.float64)
+
+
+def _nms_device(device, b, s, ids, iou_threshold, op):
+    """Kept indices (a device int64 array) of device boxes/scores; ``ids``: device category ids or
+    None. The values are checked first, with one read of three integers."""
+    xp = device.xp
+    n = b.shape[0]
+    checks = [_first_true(xp, ~xp.isfinite(b).all(axis=1)), _first_true(xp, ~xp.isfinite(s)),
+              _first_true(xp, (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))]
+    if ids is not None and ids.dtype.kind not in "iub":
+        checks.append(_first_true(xp, ~(xp.isfinite(ids) & (ids == xp.floor(ids)))))
+    bad = device.to_numpy(xp.stack(checks))
+    if bad[0] >= 0:
+        raise ValueError(f"{op}: boxes must be finite, row {int(bad[0])} is not")
+    if bad[1] >= 0:
+        raise ValueError(f"{op}: scores must be finite, element {int(bad[1])} is not")
+    if bad[2] >= 0:
+        raise ValueError(f"{op}: boxes must have x1 <= x2 and y1 <= y2, row {int(bad[2])} is "
+                         f"{device.to_numpy(b[int(bad[2])]).tolist()}")
+    if len(bad) > 3 and bad[3] >= 0:
+        raise ValueError(f"{op}: idxs must hold integer category ids, got dtype {ids.dtype}")
+    if n == 0:
+        return xp.zeros(0, dtype=np.int64)
+    categories = xp.zeros(n, dtype=np.int64) if ids is None else xp.unique(ids, return_inverse=True)[1]
+    # iou_scale_factors on the device: at most two steps of at most 2**±1021, applied exactly
+    info = np.finfo(np.float64)
+    limit = info.maxexp - 2
+    max_abs = xp.abs(b).max()
+    shift = xp.where(max_abs > 0, info.maxexp // 4 - 4 + 1 - xp.frexp(max_abs)[1].astype(np.int64), 0)
+    first = xp.clip(shift, -limit, limit)
+    b = xp.ldexp(xp.ldexp(b, first.astype(np.int32)), (shift - first).astype(np.int32))
+    # stable sort by decreasing score: lexsort's last key is the primary one, the index breaks ties
+    order = xp.lexsort(xp.stack([xp.arange(n, dtype=np.float64), -s]))
+    positions = device.kernels.nms_sorted(xp.ascontiguousarray(b[order]),
+                                          xp.ascontiguousarray(categories.reshape(-1)[order].astype(np.int64)),
+                                          iou_threshold)
+    return order[positions].astype(np.int64)
+
+
 def nms(boxes, scores, iou_threshold):
     """Greedy non-maximum suppression (torchvision's ``nms``).
 
@@ -89,8 +152,11 @@ def nms(boxes, scores, iou_threshold):
     """
     op = "nms"
     thr = _check_threshold(iou_threshold, op)
-    b, s = _check_boxes_scores(boxes, scores, op)
     device = _device_of(boxes)
+    if device.name != "cpu":
+        b, s = _device_arrays(device, boxes, scores, op)
+        return Tensor._from_array(_nms_device(device, b, s, None, thr, op), device)
+    b, s = _check_boxes_scores(boxes, scores, op)
     keep = _nms_host(b, s, np.zeros(b.shape[0], dtype=np.int64), thr, device)
     return Tensor._from_array(device.from_numpy(keep), device)
 
@@ -117,6 +183,15 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     """
     op = "batched_nms"
     thr = _check_threshold(iou_threshold, op)
+    device = _device_of(boxes)
+    if device.name != "cpu":
+        b, s = _device_arrays(device, boxes, scores, op)
+        ids = device.xp.asarray(idxs.data if isinstance(idxs, Tensor) else idxs)
+        if ids.ndim != 1 or ids.shape[0] != b.shape[0]:
+            raise ValueError(f"{op}: idxs must have shape ({b.shape[0]},) to match boxes, got {ids.shape}")
+        if ids.dtype.kind not in "iubf":
+            raise ValueError(f"{op}: idxs must hold integer category ids, got dtype {ids.dtype}")
+        return Tensor._from_array(_nms_device(device, b, s, ids, thr, op), device)
     b, s = _check_boxes_scores(boxes, scores, op)
     ids = to_host(idxs)
     if ids.ndim != 1 or ids.shape[0] != b.shape[0]:

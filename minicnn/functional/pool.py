@@ -36,14 +36,21 @@ def _check_input(x, op, spatial, nonempty_from=None):
         layout = names[x.ndim - spatial - 1][1:-1].split(", ")
         raise ValueError(f"{op}: sizes {', '.join(layout[first:])} of the input {names[x.ndim - spatial - 1]} "
                          f"must be non-zero (as in PyTorch), got shape {x.shape}")
-    check_numel(op, "input", x.shape)
+    _check_count(op, "input", x.shape, x.device)
 
 
-def _check_out_size(op, name, batch, out_hw):
+def _check_count(op, name, shape, device):
+    """The kernels' 32-bit element-count limit: on ``cpu`` for the whole array; on ``cuda`` and
+    ``cuda-emu`` for one (H, W) plane, as their wrappers launch over chunks of planes that each
+    fit (kernels/cuda/_planes.py), so the whole tensor may exceed 2**31 elements there."""
+    check_numel(op, name, shape if device.name == "cpu" else shape[-2:])
+
+
+def _check_out_size(op, name, batch, out_hw, device):
     """Each output size, and the (N, C, OH, OW) output's element count, within the int32 limit."""
     for axis, n in enumerate(out_hw):
         check_int32(op, f"{name} (axis {axis})", n)
-    check_numel(op, "output", tuple(batch) + tuple(out_hw))
+    _check_count(op, "output", tuple(batch) + tuple(out_hw), device)
 
 
 def _window_args(op, n, kernel_size, stride, padding, dilation=1):
@@ -106,7 +113,7 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
         kernel, stride, padding, dilation = ((1,) + kernel, (1,) + stride, (0,) + padding, (1,) + dilation)
     x4, restore = _as_planes(x, spatial)
     out = output_shape(x4.shape[2:], kernel, stride, padding, dilation, ceil_mode, op)  # geometry errors name op
-    check_numel(op, "output", x4.shape[:2] + out)
+    _check_count(op, "output", x4.shape[:2] + out, x.device)
     y, idx = MaxPool2d.apply(x4, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                              ceil_mode=bool(ceil_mode))
     return (restore(y), restore(idx)) if return_indices else restore(y)
@@ -172,7 +179,7 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
         kernel, stride, padding = (1,) + kernel, (1,) + stride, (0,) + padding
     x4, restore = _as_planes(x, spatial)
     out = output_shape(x4.shape[2:], kernel, stride, padding, (1, 1), ceil_mode, op)
-    check_numel(op, "output", x4.shape[:2] + out)
+    _check_count(op, "output", x4.shape[:2] + out, x.device)
     y = AvgPool2d.apply(x4, kernel=kernel, stride=stride, padding=padding, ceil_mode=bool(ceil_mode),
                         count_include_pad=bool(count_include_pad), divisor_override=divisor_override or 0)
     return restore(y)
@@ -268,7 +275,7 @@ def adaptive_avg_pool2d(x, output_size):
     _check_input(x, op, 2, nonempty_from=x.ndim - 2)
     x4, restore = _as_planes(x, 2)
     out_hw = _adaptive_size(op, output_size, x4.shape[2:])
-    _check_out_size(op, "output_size", x4.shape[:2], out_hw)
+    _check_out_size(op, "output_size", x4.shape[:2], out_hw, x.device)
     return restore(AdaptiveAvgPool2d.apply(x4, out_hw=out_hw))
 
 
@@ -279,7 +286,7 @@ def adaptive_max_pool2d(x, output_size, return_indices=False):
     _check_input(x, op, 2, nonempty_from=1)
     x4, restore = _as_planes(x, 2)
     out_hw = _adaptive_size(op, output_size, x4.shape[2:])
-    _check_out_size(op, "output_size", x4.shape[:2], out_hw)
+    _check_out_size(op, "output_size", x4.shape[:2], out_hw, x.device)
     y, idx = AdaptiveMaxPool2d.apply(x4, out_hw=out_hw)
     return (restore(y), restore(idx)) if return_indices else restore(y)
 
@@ -334,8 +341,13 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
 
     Unlike PyTorch, duplicate indices are ADDED: PyTorch writes ``y.flat[idx] = x`` (with duplicates
     the last write wins, and on a GPU which write is last is unspecified); minicnn specifies
-    scatter-ADD, so with duplicates the output is the SUM of the values sent there, identically on
-    every device. Without duplicates (indices from a max pool with stride ≥ kernel) both agree.
+    scatter-ADD, so with duplicates the output is the SUM of the values sent there. On ``cpu`` the
+    values are added in input order; on ``cuda`` the kernel adds with float atomics, so with
+    duplicates the order of the additions, and the last bits of the sum (a float32 sum of k terms:
+    up to about (k−1)·2⁻²⁴ of the sum of their magnitudes), may change from run to run;
+    ``minicnn.use_deterministic_algorithms(True)`` adds them in input order there too. Without
+    duplicates (indices from a max pool with stride ≥ kernel) every output gets at most one value
+    and all devices and PyTorch agree exactly.
     Backward gathers ``gx = gy.flat[idx]``, correct with or without duplicates.
 
     Args:
@@ -364,7 +376,7 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
         raise TypeError(f"{op}: indices must be integers, got dtype {idx.dtype}")
     x4, restore = _as_planes(x, 2)
     out_hw = _unpool_size(op, x4.shape[2:], kernel, stride, padding, output_size)
-    _check_out_size(op, "output size", x4.shape[:2], out_hw)
+    _check_out_size(op, "output size", x4.shape[:2], out_hw, x.device)
     plane = out_hw[0] * out_hw[1]
     lo, hi = (int(idx.min()), int(idx.max())) if idx.size else (0, 0)
     if lo < 0 or hi >= plane:
