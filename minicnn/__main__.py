@@ -20,6 +20,12 @@ python -m minicnn train --task gan --model dcgan --dataset fashion-mnist
 and saves sample grids every epoch, the losses of G and D, and a Fréchet distance on the features of
 a classifier trained here (python -m minicnn --task gan --help lists models, datasets and recipes).
 
+--task detection trains a detector (YOLO v1; the registry of minicnn.cli_detection) on real pixels:
+digit or Fashion-MNIST canvases drawn afresh every epoch, a fixed held-out set, e.g.
+python -m minicnn train --task detection --model yolo_v1 --dataset digit-canvases
+and reports held-out mAP@0.5 and COCO mAP@[.5:.95] each epoch, with pictures of the detections,
+precision-recall curves and the YOLO grid.
+
 --distributed trains data-parallel over the ranks of an MPI job (images and signals tasks;
 pip install -e ".[dist]"), one thread per rank on a 2-core machine, e.g.
 MINICNN_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 mpiexec -n 2 python -m minicnn train --distributed;
@@ -38,7 +44,7 @@ import numpy as np
 from .device import get_device
 
 DATASETS = ("digits", "fashion-mnist")
-TASKS = ("images", "signals", "segmentation", "gan")
+TASKS = ("images", "signals", "segmentation", "gan", "detection")
 # --task signals: the embedded UCR/UEA sets (minicnn.data.UCR_DATASETS) and MNIST-1D
 SIGNAL_DATASETS = ("gunpoint", "arrowhead", "italypowerdemand", "osuleaf", "basicmotions", "japanesevowels",
                    "mnist1d")
@@ -145,10 +151,14 @@ def _add_flags(parser, with_defaults, task="images"):
         action.shown_default = default
 
     signals, segmentation, gan = task == "signals", task == "segmentation", task == "gan"
+    detection = task == "detection"
     flag("--task", default="images", choices=TASKS,
          help="images (2-D CNNs on digits), signals (1-D CNNs on time series), segmentation (per-pixel "
-              "classes) or gan (generative models); --model and --dataset choices follow it")
-    if gan:
+              "classes), gan (generative models) or detection (boxes); --model and --dataset choices follow it")
+    if detection:
+        from .cli_detection import add_detection_flags
+        add_detection_flags(flag)
+    elif gan:
         from .cli_gan import add_gan_flags
         add_gan_flags(flag)
     elif segmentation:
@@ -182,9 +192,10 @@ def _add_flags(parser, with_defaults, task="images"):
     if segmentation:
         flag("--lr", type=positive_float, help="learning rate (per dataset: " +
              ", ".join(f"{k} {v[2]}" for k, v in SEG_RECIPES.items()) + ")")
-    elif not gan:
+    elif not (gan or detection):
         flag("--lr", type=positive_float, default=1e-3, help="learning rate")
-    if not gan:  # the GAN trainers use Adam with each paper's betas (minicnn.cli_gan)
+    # the GAN trainers use Adam with each paper's betas (minicnn.cli_gan); detection: Adam, warm-up, cosine
+    if not (gan or detection):
         flag("--optimizer", default="adam", choices=("adam", "sgd", "adamw"), help="sgd has momentum 0.9")
         flag("--weight-decay", type=non_negative_float, default=0.0, help="L2 penalty")
         flag("--schedule", default="cosine", choices=("none", "cosine", "step"),
@@ -202,8 +213,11 @@ def _add_flags(parser, with_defaults, task="images"):
     flag("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"),
          help="cuda-emu runs the CUDA kernels on the CPU")
     flag("--seed", type=non_negative_int, default=0, help="seeds weights, shuffling, augmentation")
-    flag("--limit", type=positive_int, help=f"use only the first N training {'series' if signals else 'images'} "
-         f"(default: {'the recipe' if gan else 'all'})")
+    limit_help = (f"use only the first N training {'series' if signals else 'images'} "
+                  f"(default: {'the recipe' if gan else 'all'})")
+    if detection:
+        limit_help = "training canvases drawn per epoch (nuclei: the first N tiles) (default: the recipe)"
+    flag("--limit", type=positive_int, help=limit_help)
     flag("--out", help="output folder (default: runs/<model>-<dataset>)")
     flag("--no-progress", action="store_true", default=False, help="no progress bar")
     flag("--distributed", action="store_true", default=False,
@@ -268,6 +282,9 @@ def train(args, log=print):
     if task == "gan":
         from .cli_gan import train_gan
         return train_gan(args, log)
+    if task == "detection":
+        from .cli_detection import train_detection
+        return train_detection(args, log)
     if task == "segmentation":
         from .cli_segmentation import train_segmentation
         return train_segmentation(args, log)
@@ -391,6 +408,21 @@ def _silent(*args, **kwargs):
     """The log of the ranks other than 0: they train and evaluate, rank 0 reports."""
 
 
+def example_args(task, description, model, dataset, out, argv=None, extra=()):
+    """What the GAN and detection examples share: their own flags (``--epochs``, ``--device``,
+    ``--limit``; the recipe's values where left out) turned into the parsed arguments of
+    ``python -m minicnn train --task task --model model --dataset dataset --out out``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=positive_int, help="passes over the training data (the recipe's)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"))
+    p.add_argument("--limit", type=positive_int, help="training images (per epoch for detection; the recipe's)")
+    a = p.parse_args(argv)
+    flags = ["--epochs", str(a.epochs)] if a.epochs else []
+    flags += ["--limit", str(a.limit)] if a.limit else []
+    return build_parser(task).parse_args(["train", "--task", task, "--model", model, "--dataset", dataset,
+                                          "--device", a.device, "--out", out, *flags, *extra])
+
+
 def plural(n, noun):
     """``1 epoch``, ``2 epochs``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
@@ -408,10 +440,16 @@ def main(argv=None):
             resolve_gan_defaults(args)   # a dataset the model does not train on: one line, before any work
         except ValueError as e:
             parser.error(str(e))
+    if args.task == "detection":
+        from .cli_detection import resolve_detection_defaults
+        try:
+            resolve_detection_defaults(args)   # a dataset the model has no recipe for: one line, before any work
+        except ValueError as e:
+            parser.error(str(e))
     run = train
     if args.distributed:
         from .distributed import comm
-        if args.task in ("segmentation", "gan"):
+        if args.task in ("segmentation", "gan", "detection"):
             parser.error(f"--distributed: data-parallel training covers --task images and signals, not {args.task}")
         if not comm.mpi_available():
             parser.error(f"--distributed needs mpi4py and an MPI runtime, which are not installed: {comm.INSTALL_HINT}")

@@ -346,20 +346,10 @@ def _latent_pictures(args, trainer, out, gv, title, no_grad):
 
 
 def run_example(description, model, dataset, out, argv=None, extra=()):
-    """What the GAN examples share: ``--epochs``, ``--device``, ``--limit`` flags and a :func:`train_gan`
-    run. Returns ``(summary, keep)``."""
-    import argparse
+    """What the GAN examples share: ``--epochs``, ``--device``, ``--limit`` flags
+    (:func:`~minicnn.__main__.example_args`) and a :func:`train_gan` run. Returns ``(summary, keep)``."""
+    from .__main__ import example_args
 
-    from .__main__ import build_parser, positive_int
-
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--epochs", type=positive_int, help="passes over the training images (the recipe's)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "cuda-emu"))
-    p.add_argument("--limit", type=positive_int, help="use only the first N training images (the recipe's)")
-    a = p.parse_args(argv)
-    flags = ["--epochs", str(a.epochs)] if a.epochs else []
-    flags += ["--limit", str(a.limit)] if a.limit else []
-    args = build_parser("gan").parse_args(["train", "--task", "gan", "--model", model, "--dataset", dataset,
-                                           "--device", a.device, "--out", out, *flags, *extra])
+    args = example_args("gan", description, model, dataset, out, argv, extra)
     keep = {}
     return train_gan(args, keep=keep), keep

@@ -260,22 +260,37 @@ def test_decoding_the_loss_targets_finds_the_objects():
     assert detection_scores(dets, ds.targets)["map50"] == pytest.approx(1.0)
 
 
-def test_detection_trainer_fits_and_evaluates():
-    from minicnn.data import DataLoader
+def test_overfits_eight_canvases():
+    # the sanity check of target/loss/decode conventions: a small network memorises 8 canvases
+    # (no two objects in one cell) to train mAP@0.5 = 1 (eval mode, BatchNorm running statistics)
     from minicnn.data.detection import digit_detection
-    from minicnn.train_detection import DetectionTrainer
+    from minicnn.detection_metrics import voc_evaluate
 
-    train = digit_detection(8, canvas=32, digits_per_image=(1, 2), size_range=(8, 14), seed=0)
-    test = digit_detection(4, canvas=32, digits_per_image=1, size_range=(8, 14), split="test", seed=1)
+    ds = digit_detection(8, canvas=64, digits_per_image=(1, 3), size_range=(12, 24), seed=0)
     mc.manual_seed(0)
-    model = yolo_v1_small(num_classes=10, image_size=32, S=3, width=2, hidden=16, dropout=0.0)
-    trainer = DetectionTrainer(model, mc.optim.Adam(model.parameters(), lr=1e-3),
-                               lambda out, t: yolo_v1_loss(out, t, 3, 2, 10, image_size=32),
-                               lambda out: yolo_v1_decode(out, 0.01, 0.5, 2, image_size=32), progress=False)
-    history = trainer.fit(DataLoader(train, batch_size=4, shuffle=True, seed=0), test, 2, log=None)
-    assert [h["epoch"] for h in history] == [1, 2]
-    for h in history:
-        assert np.isfinite(h["loss"]) and 0.0 <= h["map50"] <= 1.0 and 0.0 <= h["coco_map"] <= 1.0
-    trainer.loss_fn = lambda out, t: (out * float("nan")).sum()
-    with pytest.raises(FloatingPointError, match="DetectionTrainer: loss is nan"):
-        trainer.train_epoch(DataLoader(train, batch_size=4), 3)
+    model = yolo_v1_small(10, image_size=64, S=4, width=4, hidden=64, dropout=0.0, stride=16)
+    opt = mc.optim.Adam(model.parameters(), lr=3e-3)
+    x = mc.Tensor(ds.images)
+    for _ in range(100):
+        loss = yolo_v1_loss(model(x), ds.targets, 4, 2, 10, image_size=64)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with mc.no_grad():
+        dets = yolo_v1_decode(model(x), 0.01, 0.5, 2, image_size=64)
+    assert voc_evaluate(dets, ds.targets)["map"] == pytest.approx(1.0)
+
+
+def test_stride_16_backbone_gives_one_map_position_per_cell():
+    from minicnn.models.detection.yolo import small_layout
+
+    model = yolo_v1_small(10, image_size=128, S=8, width=2, hidden=8, stride=16)
+    assert model.features.stride == 16 and model.head[1].weight.shape == (8, 16 * 8 * 8)
+    assert small_layout(4, 16) == small_layout(4, 32)[:-1]
+    assert small_layout(4, 16, reduce=3) == small_layout(4, 16) + ((1, 3, 1),)
+    reduced = yolo_v1_small(10, image_size=128, S=8, width=2, hidden=8, stride=16, reduce=3)
+    assert reduced.features.out_channels == 3 and reduced.head[1].weight.shape == (8, 3 * 8 * 8)
+    assert reduced.features[-3].weight.shape == (3, 16, 1, 1)               # conv 1×1, BatchNorm, leaky ReLU
+    with pytest.raises(ValueError, match="small_layout: stride must be 16 or 32, got 8"):
+        small_layout(4, 8)

@@ -339,3 +339,51 @@ def nuclei_detection(split="train", tile=64, stride=32, quadrant=3, min_pixels=1
         targets.append({"boxes": boxes.astype(np.float32), "labels": np.ones(len(ids), dtype=np.int64),
                         "masks": masks})
     return DetectionSet(seg.images, targets, len(NUCLEI_DETECTION_CLASSES), NUCLEI_DETECTION_CLASSES, transform)
+
+
+class CanvasStream:
+    """Fresh canvases every epoch: a loader of ``(images (B, C, H, W), [targets])`` batches.
+
+    Batch ``b`` of epoch ``e`` is ``make(batch_size, seed=(seed, e, b))``, e.g.
+    ``make = functools.partial(digit_detection, split="train")``: new canvases of the same item
+    pool each time (new items, sizes, positions and counts), so there is no fixed training set
+    to memorise. The same ``seed`` gives the same batches; epochs differ from each other. The
+    epoch counter advances at each full pass (or set it with :meth:`set_epoch`).
+
+    Args:
+        make: ``make(n, seed=...) -> DetectionSet`` (its ``transform``, if any, is applied).
+        images_per_epoch: canvases per epoch (the last batch may be smaller).
+        batch_size: canvases per batch.
+        seed: a non-negative integer.
+
+    ``len(stream)`` is ``ceil(images_per_epoch / batch_size)``.
+    """
+
+    def __init__(self, make, images_per_epoch, batch_size, seed=0):
+        for name, v in (("images_per_epoch", images_per_epoch), ("batch_size", batch_size)):
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ValueError(f"CanvasStream: {name} must be a positive integer, got {v!r}")
+        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+            raise ValueError(f"CanvasStream: seed must be a non-negative integer, got {seed!r}")
+        self.make, self.images_per_epoch, self.batch_size = make, int(images_per_epoch), int(batch_size)
+        self.seed, self.epoch = int(seed), 0
+
+    def __len__(self):
+        return -(-self.images_per_epoch // self.batch_size)
+
+    def set_epoch(self, epoch):
+        """Make the next pass the canvases of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def batch(self, epoch, index):
+        """Batch ``index`` of ``epoch``: ``(images, [targets])``."""
+        n = min(self.batch_size, self.images_per_epoch - index * self.batch_size)
+        ds = self.make(n, seed=(self.seed, int(epoch), int(index)))
+        rng = np.random.default_rng((self.seed, int(epoch), int(index), 1))
+        return ds.get_batch(np.arange(n), rng=rng)
+
+    def __iter__(self):
+        epoch = self.epoch
+        for b in range(len(self)):
+            yield self.batch(epoch, b)
+        self.epoch = epoch + 1

@@ -56,11 +56,18 @@ class DarknetFeatures(nn.Sequential):
         self.out_channels, self.stride = c, stride
 
 
-def small_layout(width=16):
-    """A scaled-down backbone for small canvases: five 3×3 conv + 2×2 pool stages (stride 32),
-    channels ``w, 2w, 4w, 8w, 8w``."""
+def small_layout(width=16, stride=32, reduce=None):
+    """A scaled-down backbone for small canvases: five 3×3 conv stages of channels
+    ``w, 2w, 4w, 8w, 8w``, each followed by a 2×2 max pool (``stride`` 32), or all but the last
+    (``stride`` 16: a 128-px canvas gives an 8×8 map, one position per cell of an S = 8 grid);
+    with ``reduce``, a final 1×1 convolution to ``reduce`` channels (darknet's 1×1 reduction
+    layers), which shrinks the flattened input of the fully connected head."""
+    if stride not in (16, 32):
+        raise ValueError(f"small_layout: stride must be 16 or 32, got {stride!r}")
     w = width
-    return ((3, w, 1), "M", (3, 2 * w, 1), "M", (3, 4 * w, 1), "M", (3, 8 * w, 1), "M", (3, 8 * w, 1), "M")
+    layout = ((3, w, 1), "M", (3, 2 * w, 1), "M", (3, 4 * w, 1), "M", (3, 8 * w, 1), "M", (3, 8 * w, 1), "M")
+    layout = layout if stride == 32 else layout[:-1]
+    return layout if reduce is None else layout + ((1, int(reduce), 1),)
 
 
 class YOLOv1(nn.Module):
@@ -76,12 +83,14 @@ class YOLOv1(nn.Module):
         width: base channels of the small backbone.
         hidden: units of the first fully connected layer (paper: 4096).
         dropout: after the first fully connected layer (paper: 0.5).
+        stride: downsampling of the small backbone, 32 or 16 (see :func:`small_layout`).
+        reduce: channels of the small backbone's final 1×1 convolution (None: none).
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, S, S, 5B + C)``.
     """
 
     def __init__(self, num_classes, S=7, B=2, backbone="small", image_size=128, in_channels=1, width=16,
-                 hidden=256, dropout=0.5):
+                 hidden=256, dropout=0.5, stride=32, reduce=None):
         super().__init__()
         for name, v in (("num_classes", num_classes), ("S", S), ("B", B), ("image_size", image_size)):
             if isinstance(v, bool) or int(v) != v or v < 1:
@@ -89,7 +98,7 @@ class YOLOv1(nn.Module):
         if backbone == "paper":
             backbone = DarknetFeatures(PAPER_LAYOUT, in_channels, batch_norm=False)
         elif backbone == "small":
-            backbone = DarknetFeatures(small_layout(width), in_channels, batch_norm=True)
+            backbone = DarknetFeatures(small_layout(width, stride, reduce), in_channels, batch_norm=True)
         elif not (isinstance(backbone, nn.Module) and hasattr(backbone, "out_channels")
                   and hasattr(backbone, "stride")):
             raise ValueError(f"YOLOv1: backbone must be 'paper', 'small' or an nn.Module with out_channels and "
@@ -119,10 +128,11 @@ def yolo_v1_paper(num_classes=20, in_channels=3):
     return YOLOv1(num_classes, 7, 2, "paper", 448, in_channels, hidden=4096, dropout=0.5)
 
 
-def yolo_v1_small(num_classes=10, in_channels=1, image_size=128, S=7, B=2, width=16, hidden=256, dropout=0.5):
-    """YOLO v1 scaled down for 128 × 128 canvases: the small BatchNorm backbone (stride 32) and the
-    paper's head."""
-    return YOLOv1(num_classes, S, B, "small", image_size, in_channels, width, hidden, dropout)
+def yolo_v1_small(num_classes=10, in_channels=1, image_size=128, S=7, B=2, width=16, hidden=256, dropout=0.5,
+                  stride=32, reduce=None):
+    """YOLO v1 scaled down for 128 × 128 canvases: the small BatchNorm backbone (stride 32 or 16,
+    an optional 1×1 reduction, :func:`small_layout`) and the paper's head."""
+    return YOLOv1(num_classes, S, B, "small", image_size, in_channels, width, hidden, dropout, stride, reduce)
 
 
 # ---------------------------------------------------------------------------
