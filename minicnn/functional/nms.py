@@ -33,15 +33,21 @@ def _device_of(a):
     return get_device("cuda" if type(a).__module__.startswith("cupy") else "cpu")
 
 
-def _check_boxes_scores(boxes, scores, op):
-    """Host float64 copies of ``boxes`` ``(N, 4)`` and ``scores`` ``(N,)``, validated."""
-    b, s = to_host(boxes), to_host(scores)
+def _check_shapes(b, s, op):
+    """ValueError/TypeError unless boxes ``b`` are numeric ``(N, 4)`` and scores ``s`` numeric ``(N,)``
+    (NumPy or CuPy arrays: only shapes and dtypes are read)."""
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"{op}: boxes must have shape (N, 4) (x1, y1, x2, y2), got {b.shape}")
     if s.ndim != 1 or s.shape[0] != b.shape[0]:
         raise ValueError(f"{op}: scores must have shape ({b.shape[0]},) to match boxes, got {s.shape}")
     if b.dtype.kind not in "fiu" or s.dtype.kind not in "fiu":
         raise TypeError(f"{op}: boxes and scores must be numeric, got {b.dtype} and {s.dtype}")
+
+
+def _check_boxes_scores(boxes, scores, op):
+    """Host float64 copies of ``boxes`` ``(N, 4)`` and ``scores`` ``(N,)``, validated."""
+    b, s = to_host(boxes), to_host(scores)
+    _check_shapes(b, s, op)
     b, s = b.astype(np.float64), s.astype(np.float64)
     if not np.isfinite(b).all():
         raise ValueError(f"{op}: boxes must be finite, row {int(np.argwhere(~np.isfinite(b))[0][0])} is not")
@@ -86,12 +92,7 @@ def _device_arrays(device, boxes, scores, op):
     """Device float64 ``(N, 4)`` boxes and ``(N,)`` scores, shapes and dtypes checked (no transfer)."""
     xp = device.xp
     b, s = (xp.asarray(a.data if isinstance(a, Tensor) else a) for a in (boxes, scores))
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"{op}: boxes must have shape (N, 4) (x1, y1, x2, y2), got {b.shape}")
-    if s.ndim != 1 or s.shape[0] != b.shape[0]:
-        raise ValueError(f"{op}: scores must have shape ({b.shape[0]},) to match boxes, got {s.shape}")
-    if b.dtype.kind not in "fiu" or s.dtype.kind not in "fiu":
-        raise TypeError(f"{op}: boxes and scores must be numeric, got {b.dtype} and {s.dtype}")
+    _check_shapes(b, s, op)
     return b.astype(np.float64), s.astype(np.float64)
 
 
