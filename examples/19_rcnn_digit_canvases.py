@@ -11,7 +11,8 @@ trains per-class SVMs and a ridge box regressor on frozen features; here both he
 
     python examples/19_rcnn_digit_canvases.py [--epochs 1]
 
-Writes runs/19_rcnn_digit_canvases/: proposals.png (selective search's top boxes on a held-out canvas),
+Writes runs/19_rcnn_digit_canvases/: segments.png (the Felzenszwalb–Huttenlocher regions selective search
+starts from, at two scales), proposals.png (selective search's top boxes on a held-out canvas),
 detections.png (held-out canvases: predictions solid, truth dashed), pr_curves.png, summary.json
 (VOC mAP@0.5, COCO mAP@[.5:.95], proposal recall, seconds).
 """
@@ -23,6 +24,7 @@ import time
 import numpy as np
 
 import minicnn as mc
+from minicnn import viz
 from minicnn.data.datasets import digits_arrays
 from minicnn.data.detection import digit_detection
 from minicnn.detection_metrics import detection_scores, voc_evaluate
@@ -31,11 +33,29 @@ from minicnn.models.detection.selective_search import cached_proposals, proposal
 from minicnn.optim import Adam
 from minicnn.optim.lr_scheduler import CosineAnnealingLR
 from minicnn.train_detection import pretrain_backbone
+from minicnn.kernels.cpu.felzenszwalb import felzenszwalb
 from minicnn.viz import detection as vd
 
 OUT = os.path.join("runs", "19_rcnn_digit_canvases")
 N_TRAIN, N_TEST, TOP_K, IMAGES_PER_STEP = 1500, 200, 300, 2
 CLASSES = ["bg"] + [str(d) for d in range(10)]
+
+
+def plot_segments(image, path, scales=(50, 100)):
+    """The canvas and its Felzenszwalb–Huttenlocher regions at each scale k (intensities × 255, the
+    minimum size scaled to the canvas, as selective search does): where the grouping starts."""
+    plt = viz._plt()
+    fig, axes = plt.subplots(1, len(scales) + 1, figsize=(3.2 * (len(scales) + 1), 3.4))
+    axes[0].imshow(image[0], cmap="gray"), axes[0].set_title("held-out canvas")
+    for ax, k in zip(axes[1:], scales):
+        min_size = max(1, round(k * image[0].size / (500 * 375)))
+        labels = felzenszwalb(image[0] * 255.0, scale=k, sigma=0.8, min_size=min_size)
+        ax.imshow(labels % 20, cmap="tab20", interpolation="nearest")
+        ax.set_title(f"k = {k}: {labels.max() + 1} regions")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return viz._save(fig, path)
 
 
 def main(argv=None):
@@ -51,6 +71,7 @@ def main(argv=None):
     recall = proposal_recall(p_test, test.targets)
     print(f"selective search: {np.mean([len(q) for q in p_test]):.0f} proposals per held-out canvas, "
           f"recall@0.5 {recall:.4f} ({time.perf_counter() - t0:.0f} s)")
+    plot_segments(test.images[0], os.path.join(OUT, "segments.png"))
     vd.plot_detections(test.images[:1], [dict(boxes=p_test[0][:40], scores=np.ones(40), labels=np.zeros(40, int))],
                        test.targets[:1], os.path.join(OUT, "proposals.png"), ["proposal"], score_threshold=0.5,
                        title="selective search: the 40 best-ranked proposals (truth dashed)")

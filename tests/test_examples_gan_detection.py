@@ -1,5 +1,6 @@
-"""The generative examples (13-16) run end to end on a few images and end with their figures, which
-equal the summary they wrote (tiny runs: one epoch of a few images)."""
+"""The generative examples (13-16) and the torchvision-style detector examples (21, 22) run end to end on
+a few images and end with their figures, which equal the summary they wrote (tiny runs: one epoch of a
+few images)."""
 import json
 import os
 import re
@@ -37,3 +38,22 @@ def test_generative_example_runs_and_reports_its_summary(tmp_path, monkeypatch, 
     value = float(re.search(figure, last).group(1))
     assert value == pytest.approx(summary[key], abs=10 ** -(len(str(value).split(".")[1])) * 0.51), (last, summary)
     assert summary["epochs"] == 1 and os.path.getsize(os.path.join("runs", folder, "losses.png")) > 0
+
+
+@pytest.mark.parametrize("script, folder, figure, key, pictures", [
+    ("21_faster_rcnn_digit_canvases.py", "21_faster_rcnn_digit_canvases", r"held-out mAP@0.5 ([\d.]+)", "map50",
+     ("rpn_proposals.png", "detections.png")),
+    ("22_mask_rcnn_nuclei.py", "22_mask_rcnn_nuclei", r"mask AP@0.5 ([\d.]+)", "mask_ap50",
+     ("masks.png", "detections.png")),
+])
+def test_detector_example_runs_and_reports_its_summary(tmp_path, monkeypatch, capsys, script, folder, figure, key,
+                                                        pictures):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [script, "--epochs", "1", "--limit", "8"])
+    runpy.run_path(os.path.join(EXAMPLES, script), run_name="__main__")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    with open(os.path.join("runs", folder, "summary.json")) as f:
+        summary = json.load(f)
+    assert float(re.search(figure, last).group(1)) == pytest.approx(summary[key], abs=5e-5), (last, summary)
+    for name in pictures:
+        assert os.path.getsize(os.path.join("runs", folder, name)) > 0, name
