@@ -193,6 +193,37 @@ register_detector("mask_rcnn", Detector(
 
 
 # ---------------------------------------------------------------------------
+# R-CNN and Fast R-CNN over selective-search proposals (computed per canvas, cached by content)
+# ---------------------------------------------------------------------------
+
+def _fast_rcnn_build(num_classes, in_channels, image_size, **kw):
+    from .models.detection.fast_rcnn import fastrcnn_small
+
+    return fastrcnn_small(num_classes=num_classes + 1, in_channels=in_channels, image_size=image_size, **kw)
+
+
+def _rcnn_small_build(num_classes, in_channels, image_size, **kw):
+    from .models.detection.rcnn import rcnn_small
+
+    return rcnn_small(num_classes=num_classes + 1, in_channels=in_channels, **kw)
+
+
+# the settings of examples 19 and 20 (their README figures come from those scripts, on a fixed set of
+# 1,500 canvases; here the canvases are drawn afresh each epoch)
+register_detector("fast_rcnn", Detector(
+    build=_fast_rcnn_build, loss=_rcnn_loss, decode=_rcnn_decode, forward=list_forward,
+    recipes={"digit-canvases": dict(epochs=4, batch_size=2, lr=1e-3, images_per_epoch=1500, warmup=0,
+                                    weight_decay=0.0, pretrain_epochs=2, pretrain_images=4000, max_grad_norm=None,
+                                    model=dict(widths=(32, 64, 96, 128), representation_size=256))}))
+register_detector("rcnn", Detector(
+    build=_rcnn_small_build, loss=_rcnn_loss, decode=_rcnn_decode, forward=list_forward,
+    recipes={"digit-canvases": dict(epochs=1, batch_size=2, lr=1e-3, images_per_epoch=1500, warmup=0,
+                                    weight_decay=0.0, pretrain_epochs=2, pretrain_images=4000, max_grad_norm=None,
+                                    model=dict(widths=(16, 32, 64), representation_size=256,
+                                               max_test_proposals=300))}))
+
+
+# ---------------------------------------------------------------------------
 # flags and defaults
 # ---------------------------------------------------------------------------
 

@@ -149,3 +149,22 @@ def test_mask_rcnn_on_nuclei_reports_what_its_checkpoint_scores(tmp_path, monkey
     assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
     assert summary["mask_coco_map"] == pytest.approx(coco_evaluate(dets, test.targets, "segm")["stats"][0], abs=1e-9)
     assert summary["mask_ap50"] == pytest.approx(coco_evaluate(dets, test.targets, "segm")["stats"][1], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["rcnn", "fast_rcnn"])
+def test_selective_search_detectors_run_from_the_command_line(tmp_path, name):
+    """R-CNN and Fast R-CNN through the registry (proposals computed per canvas): a one-epoch run on 4
+    canvases whose summary equals the scores of its saved weights on the same held-out canvases."""
+    out = tmp_path / name
+    main(["train", "--task", "detection", "--model", name, "--epochs", "1", "--limit", "4", "--test-images", "4",
+          "--pretrain-epochs", "0", "--out", str(out), "--no-progress"])
+    summary = json.loads((out / "summary.json").read_text())
+    det = cd.DETECTORS[name]
+    model = cd.build_detector(name, "digit-canvases", 10, 1, 128)
+    z = np.load(out / "checkpoint.npz")
+    model.load_state_dict({k: z[k] for k in z.files})
+    model.eval()
+    test = digit_detection(4, canvas=128, split="test", seed=1)
+    with mc.no_grad():
+        dets = det.decode(model)(det.forward(model, mc.Tensor(test.images), None))
+    assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
