@@ -92,7 +92,8 @@ INT32_CASES = [
     (lambda d: F.max_pool2d(_t(1, 1, 4, 4, device=d), 2, stride=10**12), r"max_pool2d: stride \(axis 0\)"),
     (lambda d: F.avg_pool1d(_t(1, 1, 4, device=d), 2, stride=2**31), r"avg_pool1d: stride \(axis 1\)"),
     (lambda d: F.adaptive_avg_pool2d(_t(1, 1, 4, 4, device=d), 70000),
-     r"adaptive_avg_pool2d: the output would have 4900000000 elements \(shape \(1, 1, 70000, 70000\)\)"),
+     # cuda devices check per plane (their kernels launch over chunks of planes): the plane's shape
+     r"adaptive_avg_pool2d: the output would have 4900000000 elements \(shape \((1, 1, )?70000, 70000\)\)"),
     (lambda d: F.adaptive_max_pool2d(_t(1, 1, 4, 4, device=d), (2**31, 1)),
      r"adaptive_max_pool2d: output_size \(axis 0\) = 2147483648 exceeds"),
     (lambda d: F.max_unpool2d(_t(1, 1, 2, 2, device=d), np.zeros((1, 1, 2, 2), np.int64), 2, stride=10**12),

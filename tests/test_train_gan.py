@@ -55,7 +55,7 @@ def test_gan_trainer_fits_and_checkpoints(tmp_path, device, loss):
     assert json.load(open(tmp_path / "history.json"))[-1]["loss_g"] == pytest.approx(hist[-1]["loss_g"])
     g2 = DCGANGenerator(8, 16, 1, 4).load(str(tmp_path / "generator.npz"))
     z = tr.fixed_z
-    np.testing.assert_array_equal(run(g2.eval(), z), run(g.eval(), z, device))
+    np.testing.assert_array_equal(run(g2.eval().to(device), z, device), run(g.eval(), z, device))
 
 
 def test_gan_trainer_accepts_a_loader():
