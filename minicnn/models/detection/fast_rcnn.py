@@ -23,11 +23,11 @@ from ... import nn
 from ...functional import box_iou, roi_pool, softmax
 from ...functional.boxes import encode_boxes
 from ...random import get_rng
-from ...tensor import Tensor, to_host
+from ...tensor import to_host
 from ._utils import BalancedPositiveNegativeSampler, BoxCoder, postprocess_detections
 from .faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from .roi_heads import fastrcnn_loss
-from .rpn import check_targets
+from .rpn import check_targets, image_list
 from .selective_search import selective_search
 from .transform import GeneralizedRCNNTransform, resize_boxes
 
@@ -187,19 +187,12 @@ class FastRCNN(nn.Module):
 
     def _inputs(self, images, targets, proposals):
         name = type(self).__name__
-        if isinstance(images, Tensor) and images.ndim == 4:
-            images = [images[i] for i in range(images.shape[0])]
-        if not isinstance(images, (list, tuple)) or len(images) == 0:
-            raise ValueError(f"{name}: images must be a non-empty list of (C, H, W) tensors, "
-                             f"got {type(images).__name__}")
-        for i, im in enumerate(images):
-            if getattr(im, "ndim", None) != 3:
-                raise ValueError(f"{name}: image {i} must be 3-D (C, H, W), got shape {getattr(im, 'shape', None)}")
+        images = image_list(images, name)
         if self.training:
             check_targets(targets, len(images), name, self.num_classes)
         if proposals is None:
             proposals = [self.proposal_cache(im) for im in images]
-        return list(images), check_proposals(proposals, images, name)
+        return images, check_proposals(proposals, images, name)
 
     def roi_features(self, features, boxes):
         """``box_head(roi_pool(features, boxes, 7, spatial_scale))``: per-image boxes -> ``(ΣR_i, representation)``."""

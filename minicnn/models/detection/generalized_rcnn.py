@@ -6,7 +6,7 @@ import numpy as np
 from ... import nn
 from ...autograd import no_grad
 from ...tensor import Tensor, to_host
-from .rpn import check_targets
+from .rpn import check_targets, image_list
 
 __all__ = ["GeneralizedRCNN"]
 
@@ -47,12 +47,6 @@ class GeneralizedRCNN(nn.Module):
 
     def _check_inputs(self, images, targets):
         name = type(self).__name__
-        if not isinstance(images, (list, tuple)) or len(images) == 0:
-            raise ValueError(f"{name}: images must be a non-empty list of (C, H, W) tensors, got "
-                             f"{type(images).__name__}; a batch tensor (N, C, H, W) can be passed as list(x)")
-        for i, im in enumerate(images):
-            if getattr(im, "ndim", None) != 3:
-                raise ValueError(f"{name}: image {i} must be 3-D (C, H, W), got shape {getattr(im, 'shape', None)}")
         if self.training:
             check_targets(targets, len(images), name, self._num_classes(), need_masks=self.roi_heads.has_mask())
             if self.roi_heads.has_mask():
@@ -62,8 +56,7 @@ class GeneralizedRCNN(nn.Module):
                                          f"like image {i}, got {to_host(t['masks']).shape}")
 
     def forward(self, images, targets=None):
-        if isinstance(images, Tensor) and images.ndim == 4:
-            images = [images[i] for i in range(images.shape[0])]
+        images = image_list(images, type(self).__name__)
         self._check_inputs(images, targets)
         if not self.training:
             with no_grad():

@@ -24,7 +24,7 @@ from ._utils import BalancedPositiveNegativeSampler, BoxCoder
 from .fast_rcnn import ProposalCache, check_proposals, detections_from_logits, sample_proposals, small_conv_backbone
 from .faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from .roi_heads import fastrcnn_loss
-from .rpn import check_targets
+from .rpn import check_targets, image_list
 
 __all__ = ["RCNN", "warp_regions", "dilate_boxes", "rcnn_small"]
 
@@ -134,13 +134,8 @@ class RCNN(nn.Module):
         return self.box_predictor(self.box_head(self.features(x)))
 
     def forward(self, images, targets=None, proposals=None):
-        if isinstance(images, Tensor) and images.ndim == 4:
-            images = [images[i] for i in range(images.shape[0])]
-        if not isinstance(images, (list, tuple)) or len(images) == 0:
-            raise ValueError(f"RCNN: images must be a non-empty list of (C, H, W) tensors, got {type(images).__name__}")
+        images = image_list(images, "RCNN")
         for i, im in enumerate(images):
-            if getattr(im, "ndim", None) != 3:
-                raise ValueError(f"RCNN: image {i} must be 3-D (C, H, W), got shape {getattr(im, 'shape', None)}")
             if self.image_mean is not None and im.shape[0] != len(self.image_mean):
                 raise ValueError(f"RCNN: image {i} has {im.shape[0]} channels, image_mean has {len(self.image_mean)}")
         device = images[0].device if isinstance(images[0], Tensor) else None

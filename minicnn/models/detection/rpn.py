@@ -78,6 +78,21 @@ def concat_box_prediction_layers(box_cls, box_regression):
     return cls.reshape(-1, C), reg.reshape(-1, 4)
 
 
+def image_list(images, op):
+    """The images of a detector's call as a list of ``(C, H, W)`` tensors: a batch Tensor
+    ``(N, C, H, W)`` is split; anything else must be a non-empty list or tuple of 3-D images
+    (ValueError naming ``op`` and the offending image otherwise)."""
+    if isinstance(images, Tensor) and images.ndim == 4:
+        images = [images[i] for i in range(images.shape[0])]
+    if not isinstance(images, (list, tuple)) or len(images) == 0:
+        raise ValueError(f"{op}: images must be a non-empty list of (C, H, W) tensors, got "
+                         f"{type(images).__name__}; a batch tensor (N, C, H, W) can be passed as list(x)")
+    for i, im in enumerate(images):
+        if getattr(im, "ndim", None) != 3:
+            raise ValueError(f"{op}: image {i} must be 3-D (C, H, W), got shape {getattr(im, 'shape', None)}")
+    return list(images)
+
+
 def check_targets(targets, num_images, op, num_classes=None, need_masks=False):
     """Validate training targets before anything runs: ValueError/TypeError naming the image and box.
 
