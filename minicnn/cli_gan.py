@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from .autograd import no_grad
+
 GAN_MODELS = ("dcgan", "stylegan", "pix2pix", "cyclegan")
 GAN_MODEL_DATASETS = {"dcgan": ("fashion-mnist", "digits"), "stylegan": ("fashion-mnist", "digits"),
                       "pix2pix": ("edges-fashion", "nuclei"), "cyclegan": ("sneaker-boot", "digits-fashion")}
@@ -160,7 +162,6 @@ def train_gan(args, log=print, keep=None):
 
         def samples(tr):
             tr.generator.eval()
-            from .autograd import no_grad
             with no_grad():
                 images = tr.generate(fixed).numpy()
             tr.generator.train()
@@ -252,8 +253,6 @@ def _cyclegan(args, train, progress):
 
 def _evaluate(args, trainer, train, test, out, gm, gv, title):
     """The held-out figures of the module docstring, and the model's last pictures."""
-    from .autograd import no_grad
-
     seed, dev = args.seed, args.device
     cache = os.path.join(out, "eval_classifier.npz")
     if args.model in ("dcgan", "stylegan"):
@@ -264,7 +263,7 @@ def _evaluate(args, trainer, train, test, out, gm, gv, title):
         fakes = _generate(trainer, n, seed)
         floor = gm.real_floor(clf, x_train, x_test, n=n, seed=seed)
         dist = gm.classifier_frechet_distance(clf, real, fakes)
-        _latent_pictures(args, trainer, out, gv, title, no_grad)
+        _latent_pictures(args, trainer, out, gv, title)
         return dict(frechet_distance=dist, real_floor=floor, ratio_to_floor=dist / floor, frechet_n=n)
     if args.model == "pix2pix":
         fake = trainer.translate(test.sources)
@@ -298,8 +297,6 @@ def _evaluate(args, trainer, train, test, out, gm, gv, title):
 def _generate(trainer, n, seed, batch=256, **kwargs):
     """``n`` images of the generator in eval mode from latents drawn by ``default_rng(seed + 1)`` (and
     per-layer noise, where the model has it, after ``minicnn.manual_seed(seed + 1)``), 256 at a time."""
-    from .autograd import no_grad
-
     from .random import manual_seed
 
     rng = np.random.default_rng(seed + 1)
@@ -313,7 +310,7 @@ def _generate(trainer, n, seed, batch=256, **kwargs):
     return np.concatenate(out)
 
 
-def _latent_pictures(args, trainer, out, gv, title, no_grad):
+def _latent_pictures(args, trainer, out, gv, title):
     """Interpolation between latents (both models); style mixing and truncation (StyleGAN)."""
     rng = np.random.default_rng(args.seed + 2)
     d = trainer.generator.latent_dim
