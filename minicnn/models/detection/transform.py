@@ -140,7 +140,9 @@ class GeneralizedRCNNTransform(nn.Module):
             out = (int(self.fixed_size[1]), int(self.fixed_size[0]))
         else:
             _, out = _resized_size(h, w, size, self.max_size)
-        image = resize_bilinear(image, out)
+        same = tuple(out) == (h, w)             # nothing to resample (e.g. canvases already at min_size)
+        if not same:
+            image = resize_bilinear(image, out)
         if target is None:
             return image, target
         target = dict(target)
@@ -148,7 +150,9 @@ class GeneralizedRCNNTransform(nn.Module):
             target["boxes"] = resize_boxes(target["boxes"], (h, w), out)
         if "masks" in target:
             masks = np.asarray(to_host(target["masks"]))
-            if len(masks):
+            if len(masks) and same:
+                masks = masks.astype(np.uint8)
+            elif len(masks):
                 m = Tensor(masks[:, None].astype(np.float32))
                 masks = F.interpolate(m, size=out, mode="nearest").numpy()[:, 0].astype(np.uint8)
             else:
