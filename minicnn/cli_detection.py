@@ -24,8 +24,9 @@ Each epoch: training on the epoch's canvases (a progress bar), then held-out VOC
 (all-point) and COCO mAP@[.5:.95] (:func:`~minicnn.detection_metrics.detection_scores`), and a
 checkpoint. Written to the run folder: ``summary.json``, ``history.json``, ``checkpoint.npz``,
 ``curves.png`` (loss and mAP per epoch), ``detections.png`` (held-out images, predicted boxes with
-labels and scores, truth in another colour), ``pr_curves.png`` (precision–recall per class) and,
-for YOLO, ``yolo_grid.png`` (the S×S grid, the responsible cells, their B boxes).
+labels and scores, truth in another colour), ``pr_curves.png`` (precision–recall per class), for
+YOLO ``yolo_grid.png`` (the S×S grid, the responsible cells, their B boxes) and for SSD
+``default_boxes.png`` (each feature map's default boxes and those that match the objects).
 """
 import functools
 import json
@@ -190,6 +191,26 @@ _MASK_RCNN_NUCLEI = dict(epochs=30, batch_size=8, lr=1e-3, images_per_epoch=147,
 register_detector("mask_rcnn", Detector(
     build=_rcnn_build("mask_rcnn"), loss=_rcnn_loss, decode=_rcnn_decode, forward=rcnn_forward, masks=True,
     recipes={"digit-canvases": _MASK_RCNN_RECIPE, "nuclei": _MASK_RCNN_NUCLEI}))
+
+
+# ---------------------------------------------------------------------------
+# SSD (torchvision's layout, a small configuration)
+# ---------------------------------------------------------------------------
+
+def _ssd_build(num_classes, in_channels, image_size, **kw):
+    """``ssd_small`` with ``num_classes`` + the background column, images kept at ``image_size``."""
+    from .models.detection.ssd import ssd_small
+
+    return ssd_small(num_classes=num_classes + 1, in_channels=in_channels, size=image_size, **kw)
+
+
+# default boxes of 15-102 px on 16², 8², 4², 2², 1² maps for the 20-48 px digits
+_SSD_CANVAS_MODEL = dict(width=16, detections_per_img=100, topk_candidates=100)
+_SSD_RECIPE = dict(epochs=20, batch_size=16, lr=2e-3, images_per_epoch=2048, warmup=100, weight_decay=0.0,
+                   pretrain_epochs=0, pretrain_images=0, max_grad_norm=None, model=_SSD_CANVAS_MODEL)
+register_detector("ssd", Detector(
+    build=_ssd_build, loss=_rcnn_loss, decode=_rcnn_decode, forward=list_forward,
+    recipes={"digit-canvases": _SSD_RECIPE}))
 
 
 # ---------------------------------------------------------------------------
@@ -413,6 +434,13 @@ def _pictures(trainer, det, model, test, out, title):
     vd.plot_precision_recall(voc, os.path.join(out, "pr_curves.png"), names,
                              title=f"{title}: precision-recall at IoU 0.5, mAP {voc['map']:.3f}")
     vd.plot_detection_curves(trainer.history, os.path.join(out, "curves.png"), title)
+    from .models.detection.ssd import SSD, default_boxes
+
+    if isinstance(model, SSD):
+        shapes, per_cell, boxes = default_boxes(model, test.images[0])
+        vd.plot_default_boxes(test.images[0], shapes, per_cell, boxes, os.path.join(out, "default_boxes.png"),
+                              test.targets[0], title=f"{title}: default boxes of one cell per feature map, "
+                              "shaded: those matching an object at IoU >= 0.5")
     if det.grid is not None:
         S, B = det.grid(model)
         model.eval()

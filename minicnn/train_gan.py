@@ -26,6 +26,17 @@ least squares; λ = 10, identity weight 0.5)::
           + 0.5 λ (mean|G_ab(b) − b| + mean|G_ba(a) − a|)
     L_D = ½ [ℓ(D_a(a), 1) + ℓ(D_a(pool_a(G_ba(b))), 0)] + ½ [ℓ(D_b(b), 1) + ℓ(D_b(pool_b(G_ab(a))), 0)]
 
+Two options of :class:`GANTrainer` (StyleGAN's training uses both):
+
+* ``r1_gamma = γ > 0`` adds R1 (Mescheder et al. 2018), ``(γ/2) E‖∇_x D(x)‖²`` on real images, to
+  L_D. The autograd has no second derivatives, so the squared gradient norm is estimated by a
+  finite difference along a random direction: for ``v ~ N(0, I)``, ``E_v[(vᵀ∇_x D)²] = ‖∇_x D‖²``
+  and ``vᵀ∇_x D ≈ (D(x + εv) − D(x)) / ε``; the penalty ``(γ/2) mean_images(((D(x + εv) − D(x)) / ε)²)``
+  is differentiated with first derivatives only (one extra D forward/backward on the reals).
+* ``ema_generator`` (a second instance of G) holds the exponential moving average of G's
+  parameters, ``θ_ema ← β θ_ema + (1 − β) θ`` after every G step (β = ``ema_decay``), buffers copied;
+  :meth:`GANTrainer.generate` then samples from it (StyleGAN's ``G_ema``).
+
 (the G step comes first, then D, as the reference implementation). :class:`ImagePool` hands D a
 mix of the newest fakes and up to 50 older ones.
 
@@ -219,32 +230,77 @@ class GANTrainer(_AdversarialTrainer):
         mixing_prob: StyleGAN's style-mixing regularisation: with this probability a batch is
             generated from two latents with a crossover layer drawn uniformly from
             ``1 … num_ws − 1`` (needs a generator taking ``mix_z``/``mix_layer``).
+        r1_gamma, r1_eps: weight γ of the R1 penalty (0: none) and the finite-difference step ε of
+            its estimate (module docstring).
+        ema_generator, ema_decay: a second generator of G's architecture that receives the moving
+            average of G's weights (its own weights are overwritten by G's at the start) and β.
         device: where the networks and batches go (the networks are moved there).
         seed: of the trainer's generator (shuffling, latents, mixing); ``fixed_z`` (``num_samples``
             latents) is drawn from it once, for sample grids across epochs.
     """
 
     def __init__(self, generator, discriminator, loss="bce", lr=2e-4, betas=(0.5, 0.999), optimizer_g=None,
-                 optimizer_d=None, mixing_prob=0.0, device="cpu", seed=0, progress=True, num_samples=64):
+                 optimizer_d=None, mixing_prob=0.0, device="cpu", seed=0, progress=True, num_samples=64,
+                 r1_gamma=0.0, r1_eps=0.01, ema_generator=None, ema_decay=0.999):
         if loss not in _LOSSES:
             raise ValueError(f"GANTrainer: loss must be one of {_LOSSES}, got {loss!r}")
         if not hasattr(generator, "latent_dim"):
             raise ValueError("GANTrainer: the generator must have a latent_dim attribute (the size of z)")
         if mixing_prob and not hasattr(generator, "num_ws"):
             raise ValueError("GANTrainer: mixing_prob > 0 needs a generator with style mixing (num_ws, mix_z)")
+        if not (math.isfinite(r1_gamma) and r1_gamma >= 0 and math.isfinite(r1_eps) and r1_eps > 0):
+            raise ValueError(f"GANTrainer: r1_gamma must be >= 0 and r1_eps > 0, got {r1_gamma!r}, {r1_eps!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"GANTrainer: ema_decay must be in [0, 1), got {ema_decay!r}")
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
         self.networks = {"generator": generator, "discriminator": discriminator}
+        self.r1_gamma, self.r1_eps = float(r1_gamma), float(r1_eps)
+        self.ema_generator, self.ema_decay = ema_generator, float(ema_decay)
+        if ema_generator is not None:
+            try:
+                ema_generator.load_state_dict(generator.state_dict())
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise ValueError(f"GANTrainer: ema_generator must have the generator's architecture: {e}") from e
+            self.networks["generator_ema"] = ema_generator
         super().__init__(device, seed, progress)
+        if ema_generator is not None:
+            ema_generator.requires_grad_(False)
         self.optimizers = {"g": optimizer_g or self._adam([generator], lr, betas),
                            "d": optimizer_d or self._adam([discriminator], lr, betas)}
         self.mixing_prob = mixing_prob
         self.fixed_z = self.rng.standard_normal((num_samples, generator.latent_dim)).astype(np.float32)
 
+    @property
+    def sampler(self):
+        """The generator that :meth:`generate` runs: the moving average when there is one, else G."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
     def generate(self, z, **kwargs):
-        """``G(z)`` (a Tensor) for latents ``z`` (array or Tensor), in the networks' current mode."""
+        """``G(z)`` (a Tensor) for latents ``z`` (array or Tensor), in the networks' current mode
+        (the EMA generator's when the trainer has one)."""
         if not isinstance(z, Tensor):
             z = self._tensor(np.asarray(z))
-        return self.generator(z, **kwargs)
+        return self.sampler(z, **kwargs)
+
+    def r1_penalty(self, real, d_real):
+        """``(γ/2) mean_n(((D(x + εv) − D(x)) / ε)²)`` with ``v ~ N(0, I)`` per image: the finite-
+        difference estimate of R1 (module docstring); ``d_real = D(x)``, summed per image."""
+        xp = real.device.xp
+        v = xp.asarray(self.rng.standard_normal(real.shape), dtype=real.dtype)
+        moved = Tensor._from_array(real.data + np.float32(self.r1_eps) * v, real.device)
+        n = real.shape[0]
+        diff = (self.discriminator(moved).reshape(n, -1).sum(axis=1) - d_real.reshape(n, -1).sum(axis=1))
+        slope = diff * (1.0 / self.r1_eps)
+        return (slope * slope).mean() * (self.r1_gamma / 2)
+
+    def update_ema(self):
+        """``θ_ema ← β θ_ema + (1 − β) θ`` for every parameter of G; buffers copied."""
+        b = self.ema_decay
+        for pe, pg in zip(self.ema_generator.parameters(), self.generator.parameters()):
+            pe.data *= b
+            pe.data += (1.0 - b) * pg.data
+        for be, bg in zip(self.ema_generator.buffers(), self.generator.buffers()):
+            be.data[...] = bg.data
 
     def _fake(self, n):
         z = self._tensor(self.rng.standard_normal((n, self.generator.latent_dim)))
@@ -254,13 +310,19 @@ class GANTrainer(_AdversarialTrainer):
         return self.generator(z)
 
     def d_step(self, real, fake, epoch=0, batch=0):
-        """Update D on ``real`` and ``fake.detach()`` (G gets no gradient); returns L_D and the mean
-        logits ``d_real``, ``d_fake``."""
+        """Update D on ``real`` and ``fake.detach()`` (G gets no gradient), plus the R1 penalty when
+        ``r1_gamma > 0``; returns L_D (adversarial part), the mean logits ``d_real``, ``d_fake`` and
+        ``r1``."""
         d_real, d_fake = self.discriminator(real), self.discriminator(fake.detach())
         loss = gan_loss(d_real, True, self.loss) + gan_loss(d_fake, False, self.loss)
+        out = dict(loss_d=float(loss.item()), d_real=float(d_real.data.mean()), d_fake=float(d_fake.data.mean()))
+        if self.r1_gamma:                     # loss_d reports the adversarial part, r1 the penalty
+            r1 = self.r1_penalty(real, d_real)
+            out["r1"] = float(r1.item())
+            loss = loss + r1
         self._finite(epoch, batch, loss_d=float(loss.item()))
         self._step(self.optimizers["d"], loss)
-        return dict(loss_d=float(loss.item()), d_real=float(d_real.data.mean()), d_fake=float(d_fake.data.mean()))
+        return out
 
     def g_step(self, fake, epoch=0, batch=0):
         """Update G on L_G = ℓ(D(fake), 1) with D frozen (D's parameters get no gradient)."""
@@ -271,6 +333,8 @@ class GANTrainer(_AdversarialTrainer):
             self._step(self.optimizers["g"], loss)
         finally:
             self.discriminator.requires_grad_(True)
+        if self.ema_generator is not None:
+            self.update_ema()
         return dict(loss_g=float(loss.item()))
 
     def train_step(self, real, epoch=0, batch=0):

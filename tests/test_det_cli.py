@@ -125,6 +125,49 @@ def test_yolo_cells_and_pictures(tmp_path):
         vd.plot_detections(ds.images, dets[:1], ds.targets, str(tmp_path / "x.png"))
 
 
+def _plain_default_boxes(levels, image):
+    """Square boxes of side ``s`` and (2s, s) boxes centred on each cell of each level, cell-major: a
+    plain-loop layout to test the panels against."""
+    out = []
+    for (h, w), s in levels:
+        for i in range(h):
+            for j in range(w):
+                cx, cy = (j + 0.5) * image / w, (i + 0.5) * image / h
+                out += [[cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], [cx - s, cy - s / 2, cx + s, cy + s / 2]]
+    return np.array(out)
+
+
+def test_default_box_panels_and_picture(tmp_path):
+    levels = [((8, 8), 10.0), ((4, 4), 24.0), ((1, 1), 60.0)]
+    anchors = _plain_default_boxes(levels, 64)
+    target = {"boxes": np.array([[12.0, 12, 36, 36], [0, 40, 10, 50]]), "labels": np.array([1, 2])}
+    panels = vd.default_box_panels([s for s, _ in levels], [2, 2, 2], anchors, target)
+    assert [p["shape"] for p in panels] == [(8, 8), (4, 4), (1, 1)]
+    # the first object's centre (24, 24): on the 8×8 map (cell centres 4 + 8k) halfway between cells 2 and 3,
+    # the first is taken; on the 4×4 map (centres 8 + 16k) exactly cell 1's centre
+    assert [p["cell"] for p in panels] == [(2, 2), (1, 1), (0, 0)]
+    np.testing.assert_array_equal(panels[1]["boxes"], anchors[128 + (1 * 4 + 1) * 2: 128 + (1 * 4 + 1) * 2 + 2])
+    for p, start, n in zip(panels, (0, 128, 160), (128, 32, 2)):
+        level, want = anchors[start:start + n], []
+        for box in level:                      # plain-loop IoU against both truth boxes
+            best = 0.0
+            for t in target["boxes"]:
+                iw = max(0.0, min(box[2], t[2]) - max(box[0], t[0]))
+                ih = max(0.0, min(box[3], t[3]) - max(box[1], t[1]))
+                union = (box[2] - box[0]) * (box[3] - box[1]) + (t[2] - t[0]) * (t[3] - t[1]) - iw * ih
+                best = max(best, iw * ih / union)
+            if best >= 0.5:
+                want.append(box)
+        np.testing.assert_array_equal(p["matched"], np.array(want).reshape(-1, 4))
+    assert len(panels[1]["matched"]) > 0       # the 24-px object is matched on the 24-px level
+    ds = digit_detection(1, canvas=64, seed=3)
+    path = vd.plot_default_boxes(ds.images[0], [s for s, _ in levels], [2, 2, 2], anchors, str(tmp_path / "b.png"),
+                                 target)
+    assert os.path.getsize(path) > 1000
+    with pytest.raises(ValueError, match="default_box_panels: level_shapes"):
+        vd.default_box_panels([(8, 8)], [3], anchors)
+
+
 def test_mask_rcnn_on_nuclei_reports_what_its_checkpoint_scores(tmp_path, monkeypatch):
     """The registered Mask R-CNN recipe, shortened: one epoch of 8 tiles; the summary's box and mask
     figures equal pycocotools-equivalent scores recomputed from the saved weights."""
@@ -149,6 +192,32 @@ def test_mask_rcnn_on_nuclei_reports_what_its_checkpoint_scores(tmp_path, monkey
     assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
     assert summary["mask_coco_map"] == pytest.approx(coco_evaluate(dets, test.targets, "segm")["stats"][0], abs=1e-9)
     assert summary["mask_ap50"] == pytest.approx(coco_evaluate(dets, test.targets, "segm")["stats"][1], abs=1e-9)
+
+
+def test_ssd_runs_from_the_command_line_and_draws_its_default_boxes(tmp_path):
+    """SSD through the registry: a one-epoch run on 16 canvases whose summary equals the scores of its
+    saved weights, and the default-box picture of the model's own generator."""
+    out = tmp_path / "ssd"
+    main(["train", "--task", "detection", "--model", "ssd", "--epochs", "1", "--limit", "16", "--test-images", "4",
+          "--out", str(out), "--no-progress"])
+    summary = json.loads((out / "summary.json").read_text())
+    det = cd.DETECTORS["ssd"]
+    model = cd.build_detector("ssd", "digit-canvases", 10, 1, 128)
+    z = np.load(out / "checkpoint.npz")
+    model.load_state_dict({k: z[k] for k in z.files})
+    model.eval()
+    test = digit_detection(4, canvas=128, split="test", seed=1)
+    with mc.no_grad():
+        dets = det.decode(model)(det.forward(model, mc.Tensor(test.images), None))
+    assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
+    assert summary["coco_map"] == pytest.approx(coco_evaluate(dets, test.targets)["stats"][0], abs=1e-9)
+    from minicnn.models.detection.ssd import default_boxes
+
+    shapes, per_cell, boxes = default_boxes(model, test.images[0])
+    assert shapes == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)] and len(per_cell) == 5
+    assert len(boxes) == sum(h * w * a for (h, w), a in zip(shapes, per_cell))
+    for name in ("detections.png", "pr_curves.png", "curves.png", "default_boxes.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("name", ["rcnn", "fast_rcnn"])

@@ -1,4 +1,4 @@
-"""The generative examples (13-16) and the torchvision-style detector examples (21, 22) run end to end on
+"""The generative examples (13-16) and the torchvision-style detector examples (21–23) run end to end on
 a few images and end with their figures, which equal the summary they wrote (tiny runs: one epoch of a
 few images)."""
 import json
@@ -45,6 +45,8 @@ def test_generative_example_runs_and_reports_its_summary(tmp_path, monkeypatch, 
      ("rpn_proposals.png", "detections.png")),
     ("22_mask_rcnn_nuclei.py", "22_mask_rcnn_nuclei", r"mask AP@0.5 ([\d.]+)", "mask_ap50",
      ("masks.png", "detections.png")),
+    ("23_ssd_digit_canvases.py", "23_ssd_digit_canvases", r"held-out mAP@0.5 ([\d.]+)", "map50",
+     ("default_boxes.png", "detections.png")),
 ])
 def test_detector_example_runs_and_reports_its_summary(tmp_path, monkeypatch, capsys, script, folder, figure, key,
                                                         pictures):

@@ -143,19 +143,15 @@ def test_bce_with_logits_matches_torch(dtype, atol, reduction):
 
 
 def _torch_focal(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, verbatim (torchvision is not installed here)."""
+    """The focal loss of Lin et al. in torch ops: ``α_t (1 − p_t)^γ · BCE(x, y)`` with ``p = σ(x)``,
+    ``p_t = p y + (1 − p)(1 − y)``, ``α_t = α y + (1 − α)(1 − y)`` (no α weighting when α < 0)."""
     p = torch.sigmoid(inputs)
-    ce_loss = TF.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
+    p_t = targets * p + (1 - targets) * (1 - p)
+    weight = (1 - p_t) ** gamma
     if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
-    return loss
+        weight = weight * (targets * alpha + (1 - targets) * (1 - alpha))
+    loss = weight * TF.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    return {"none": lambda v: v, "mean": torch.mean, "sum": torch.sum}[reduction](loss)
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(alpha=0.5, gamma=1.0, reduction="mean"),
@@ -166,6 +162,19 @@ def test_sigmoid_focal_loss_matches_torchvision_formula(kwargs):
     y = (rng.uniform(size=(6, 4)) > 0.8).astype(np.float64)
     (a, b), (ya, yb) = _pair(x), _pair(y)
     _compare(F.sigmoid_focal_loss(a, ya, **kwargs), _torch_focal(b, yb, **kwargs), [(a, b), (ya, yb)], 1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(alpha=0.5, gamma=1.0, reduction="mean"),
+                                    dict(alpha=-1, gamma=2.0, reduction="sum")])
+def test_sigmoid_focal_loss_matches_torchvision(kwargs):
+    tv_ops = pytest.importorskip("torchvision.ops", reason="torchvision does not import beside the CPU torch of "
+                                 "the test extras")
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((5, 7)) * 3).astype(np.float64)
+    y = (rng.uniform(size=(5, 7)) > 0.7).astype(np.float64)
+    (a, b), (ya, yb) = _pair(x), _pair(y)
+    _compare(F.sigmoid_focal_loss(a, ya, **kwargs), tv_ops.sigmoid_focal_loss(b, yb, **kwargs), [(a, b), (ya, yb)],
+             1e-10)
 
 
 REGRESSION = [

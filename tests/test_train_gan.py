@@ -110,6 +110,89 @@ def test_stylegan_trains_with_mixing(device):
         GANTrainer(*dcgan(), mixing_prob=0.5)
 
 
+class _LinearD(mc.nn.Module):
+    """``D(x) = Σ w ⊙ x + b``: its input gradient is ``w`` exactly."""
+
+    def __init__(self, shape, seed=0, dtype=np.float64):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.weight = mc.nn.Parameter(rng.standard_normal(shape).astype(dtype))
+        self.bias = mc.nn.Parameter(np.zeros(1, dtype))
+
+    def forward(self, x):
+        return (x * self.weight).reshape(x.shape[0], -1).sum(axis=1, keepdims=True) + self.bias
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_exact():
+    g, _ = dcgan()
+    d = _LinearD((1, 16, 16))
+    tr = GANTrainer(g, d, r1_gamma=3.0, r1_eps=0.5, progress=False)
+    x = images(4).astype(np.float64)
+    tr.rng = np.random.default_rng(7)
+    real = mc.Tensor(x)
+    pen = tr.r1_penalty(real, d(real))
+    pen.backward()
+    v = np.random.default_rng(7).standard_normal(x.shape)
+    w = d.weight.numpy()
+    slopes = (v * w).reshape(4, -1).sum(axis=1)                   # vᵀ∇_x D, exact for a linear D
+    assert pen.item() == pytest.approx(1.5 * np.mean(slopes ** 2), rel=1e-12)
+    np.testing.assert_allclose(d.weight.grad.numpy(), 3.0 * np.mean(slopes[:, None, None, None] * v, axis=0),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_r1_finite_difference_tends_to_the_input_gradient():
+    """On a nonlinear D (float64; eval mode, so that each image's logit depends on that image alone)
+    the slope (D(x + εv) − D(x)) / ε → vᵀ∇_x D as ε → 0, with ∇_x D from a first-order backward pass."""
+    g, d = dcgan()
+    for t in list(d.parameters()) + list(d.buffers()):
+        t.data = t.data.astype(np.float64)
+    d.eval()
+    x = images(3).astype(np.float64)
+    xt = mc.Tensor(x, requires_grad=True)
+    d(xt).sum().backward()
+    grad = xt.grad.numpy()
+    tr = GANTrainer(g, d, r1_gamma=2.0, r1_eps=1e-6, progress=False)
+    for seed in range(3):
+        tr.rng = np.random.default_rng(seed)
+        with mc.no_grad():
+            pen = tr.r1_penalty(mc.Tensor(x), d(mc.Tensor(x))).item()
+        v = np.random.default_rng(seed).standard_normal(x.shape)
+        exact = np.mean((v * grad).reshape(3, -1).sum(axis=1) ** 2)
+        assert pen == pytest.approx(exact, rel=1e-4)
+
+
+def test_r1_enters_the_d_step_and_bad_settings_raise():
+    g, d = dcgan()
+    tr = GANTrainer(g, d, r1_gamma=1.0, progress=False)
+    out = tr.train_step(images(4))
+    assert out["r1"] > 0 and np.isfinite(out["loss_d"])
+    for kw in (dict(r1_gamma=-1.0), dict(r1_eps=0.0), dict(ema_decay=1.0)):
+        with pytest.raises(ValueError, match="GANTrainer"):
+            GANTrainer(*dcgan(), **kw)
+
+
+def test_ema_generator_averages_every_g_step_and_samples():
+    g, d = dcgan()
+    mc.manual_seed(5)
+    other = DCGANGenerator(8, 16, 1, 4)                 # its own weights are overwritten by G's
+    tr = GANTrainer(g, d, ema_generator=other, ema_decay=0.9, progress=False)
+    before = snapshot(g)
+    np.testing.assert_array_equal(snapshot(other)[0], before[0])
+    tr.train_step(images(4))
+    after = snapshot(g)
+    for e, b, a in zip(snapshot(other), before, after):
+        np.testing.assert_allclose(e, 0.9 * b + 0.1 * a, rtol=1e-6, atol=1e-7)
+    for be, bg in zip(other.buffers(), g.buffers()):
+        np.testing.assert_array_equal(be.numpy(), bg.numpy())
+    assert tr.sampler is other and all(p.grad is None for p in other.parameters())
+    z = tr.fixed_z[:2]
+    g.eval(), other.eval()
+    with mc.no_grad():
+        np.testing.assert_array_equal(tr.generate(z).numpy(), other(mc.Tensor(z)).numpy())
+    with pytest.raises(ValueError, match="ema_generator must have the generator's architecture"):
+        GANTrainer(*dcgan(), ema_generator=DCGANGenerator(8, 16, 1, 8))
+
+
 def test_non_finite_loss_names_epoch_and_batch():
     g, d = dcgan()
     data = images(8)

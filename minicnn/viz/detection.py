@@ -1,5 +1,5 @@
-"""Pictures of detectors: boxes on held-out images, precision–recall curves, learning curves and
-the YOLO grid (for learners).
+"""Pictures of detectors: boxes on held-out images, precision–recall curves, learning curves, the
+YOLO grid and SSD's default boxes (for learners).
 
 Images are ``(C, H, W)`` arrays (one channel drawn in grey, min–max scaled); boxes
 ``(x1, y1, x2, y2)`` in pixel-edge coordinates (a box ``(0, 0, 1, 1)`` covers the top-left pixel).
@@ -156,5 +156,91 @@ def plot_yolo_grid(image, pred, target, S, B, path, class_names=None, title=None
     ax.set_xlim(-0.5, W - 0.5), ax.set_ylim(H - 0.5, -0.5)
     ax.set_xticks([]), ax.set_yticks([])
     ax.set_title(title or f"YOLO v1: {S}x{S} grid, {B} boxes per cell", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+
+def default_box_panels(level_shapes, num_anchors, anchors, target=None, iou_threshold=0.5):
+    """What :func:`plot_default_boxes` draws, as data. Level ``l`` is a feature map of shape
+    ``(H_l, W_l)`` with ``A_l = num_anchors[l]`` default boxes per cell; ``anchors`` holds the
+    ``Σ H_l W_l A_l`` boxes (pixels) level by level, each level cell by cell in row order, then box
+    (SSD's and torchvision's order). Per level a dict: ``shape``, ``cell`` ``(row, col)`` (the cell
+    whose default boxes are centred nearest the first truth box's centre, else the centre of the
+    anchors' extent), ``boxes`` (that cell's ``A_l`` default boxes) and ``matched`` (every box of the
+    level with IoU ≥ ``iou_threshold`` against a truth box: the priors that become positives in
+    SSD's matching, before the best-prior rule adds one per object)."""
+    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
+    counts = [int(h) * int(w) * int(a) for (h, w), a in zip(level_shapes, num_anchors)]
+    if len(level_shapes) != len(num_anchors) or min(counts, default=0) <= 0 or sum(counts) != len(anchors):
+        raise ValueError(f"default_box_panels: level_shapes {list(level_shapes)} × num_anchors {list(num_anchors)} "
+                         f"must give the {len(anchors)} anchors (each positive)")
+    truth = np.zeros((0, 4)) if target is None else np.asarray(target["boxes"], dtype=np.float64).reshape(-1, 4)
+    if len(truth):
+        cx, cy = (truth[0, 0] + truth[0, 2]) / 2, (truth[0, 1] + truth[0, 3]) / 2
+    else:
+        cx, cy = (anchors[:, 0].min() + anchors[:, 2].max()) / 2, (anchors[:, 1].min() + anchors[:, 3].max()) / 2
+    panels, start = [], 0
+    for (h, w), a, n in zip(level_shapes, num_anchors, counts):
+        level = anchors[start:start + n]
+        start += n
+        centres = ((level[:, 0] + level[:, 2]) / 2).reshape(h, w, a)[..., 0], \
+            ((level[:, 1] + level[:, 3]) / 2).reshape(h, w, a)[..., 0]
+        # the cell whose default-box centre is nearest the point
+        d = (centres[0] - cx) ** 2 + (centres[1] - cy) ** 2
+        row, col = (int(v) for v in np.unravel_index(int(np.argmin(d)), d.shape))
+        k = (row * w + col) * a
+        matched = np.zeros((0, 4))
+        if len(truth):
+            iou = _iou(level, truth)
+            matched = level[(iou >= iou_threshold).any(axis=1)]
+        panels.append(dict(shape=(int(h), int(w)), cell=(row, col), boxes=level[k:k + a], matched=matched))
+    return panels
+
+
+def _iou(a, b):
+    """IoU matrix ``(len(a), len(b))`` of ``(x1, y1, x2, y2)`` boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def plot_default_boxes(image, level_shapes, num_anchors, anchors, path, target=None, iou_threshold=0.5, title=None):
+    """How SSD sees an image (for learners): one panel per feature-map level, its cell grid, the
+    default boxes of one cell (the cell under the first object, see :func:`default_box_panels`) and,
+    shaded, every default box of that level that matches a truth box at IoU ≥ ``iou_threshold``.
+    Small maps (fine cells) hold small boxes, coarse maps large ones: an object is matched on the
+    levels whose box sizes fit it."""
+    from matplotlib.patches import Rectangle
+
+    panels = default_box_panels(level_shapes, num_anchors, anchors, target, iou_threshold)
+    H, W = np.asarray(image).shape[1:]
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, p in zip(axes[0], panels):
+        ax.imshow(_gray(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        h, w = p["shape"]
+        for k in range(1, w):
+            ax.axvline(k * W / w - 0.5, color="#5ac8fa", lw=0.4, alpha=0.6)
+        for k in range(1, h):
+            ax.axhline(k * H / h - 0.5, color="#5ac8fa", lw=0.4, alpha=0.6)
+        for box in p["matched"]:
+            x1, y1, x2, y2 = box
+            ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, facecolor="#ffcc00", alpha=0.12,
+                                   edgecolor="#ffcc00", lw=0.6))
+        for i, box in enumerate(p["boxes"]):
+            _draw_box(ax, box, colors(i % 10), lw=1.0)
+        if target is not None:
+            for box in np.asarray(target["boxes"]).reshape(-1, 4):
+                _draw_box(ax, box, TRUTH_COLOR, dashed=True)
+        ax.set_xlim(-0.5, W - 0.5), ax.set_ylim(H - 0.5, -0.5)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"{h}×{w} map: {len(p['boxes'])} boxes/cell\n{len(p['matched'])} match at IoU ≥ {iou_threshold}",
+                     fontsize=7)
+    fig.suptitle(title or "SSD default boxes per feature map", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

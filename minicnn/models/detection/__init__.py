@@ -21,6 +21,7 @@ from .rcnn import RCNN, rcnn_small  # noqa: F401
 from .retinanet import RetinaNet, RetinaNetHead, retinanet_resnet50_fpn, retinanet_small  # noqa: F401
 from .roi_heads import RoIHeads, fastrcnn_loss, maskrcnn_loss, paste_masks_in_image  # noqa: F401
 from .rpn import RegionProposalNetwork, RPNHead  # noqa: F401
+from .ssd import SSD, SSDClassificationHead, SSDHead, SSDRegressionHead, ssd300_vgg16, ssd_small  # noqa: F401
 # selective search: minicnn.models.detection.selective_search.selective_search (the module keeps its name)
 from .transform import GeneralizedRCNNTransform, ImageList  # noqa: F401
 from .yolo import YOLOv1, yolo_v1_decode, yolo_v1_loss, yolo_v1_paper, yolo_v1_small  # noqa: F401
@@ -30,6 +31,7 @@ DETECTION_MODELS = {
     "yolo_v1": yolo_v1_small, "yolo_v1_paper": yolo_v1_paper,
     "rcnn": rcnn_small, "fast_rcnn": fastrcnn_small,
     "retinanet": retinanet_small, "retinanet_resnet50_fpn": retinanet_resnet50_fpn,
+    "ssd": ssd_small, "ssd300_vgg16": ssd300_vgg16,
     "faster_rcnn": fasterrcnn_small, "faster_rcnn_resnet50_fpn": fasterrcnn_resnet50_fpn,
     "mask_rcnn": maskrcnn_small, "mask_rcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
 }
