@@ -194,15 +194,17 @@ def test_mask_rcnn_on_nuclei_reports_what_its_checkpoint_scores(tmp_path, monkey
     assert summary["mask_ap50"] == pytest.approx(coco_evaluate(dets, test.targets, "segm")["stats"][1], abs=1e-9)
 
 
-def test_ssd_runs_from_the_command_line_and_draws_its_default_boxes(tmp_path):
-    """SSD through the registry: a one-epoch run on 16 canvases whose summary equals the scores of its
-    saved weights, and the default-box picture of the model's own generator."""
-    out = tmp_path / "ssd"
-    main(["train", "--task", "detection", "--model", "ssd", "--epochs", "1", "--limit", "16", "--test-images", "4",
+@pytest.mark.parametrize("name", ["ssd", "retinanet"])
+def test_one_stage_detectors_run_from_the_command_line(tmp_path, name):
+    """SSD and RetinaNet through the registry: a one-epoch run on 16 canvases whose summary equals the
+    scores of its saved weights; SSD also draws the default boxes of its own generator."""
+    out = tmp_path / name
+    main(["train", "--task", "detection", "--model", name, "--epochs", "1", "--limit", "16", "--test-images", "4",
           "--out", str(out), "--no-progress"])
     summary = json.loads((out / "summary.json").read_text())
-    det = cd.DETECTORS["ssd"]
-    model = cd.build_detector("ssd", "digit-canvases", 10, 1, 128)
+    det = cd.DETECTORS[name]
+    model = cd.build_detector(name, "digit-canvases", 10, 1, 128)
+    assert sum(p.size for p in model.parameters()) == summary["parameters"]
     z = np.load(out / "checkpoint.npz")
     model.load_state_dict({k: z[k] for k in z.files})
     model.eval()
@@ -211,13 +213,16 @@ def test_ssd_runs_from_the_command_line_and_draws_its_default_boxes(tmp_path):
         dets = det.decode(model)(det.forward(model, mc.Tensor(test.images), None))
     assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
     assert summary["coco_map"] == pytest.approx(coco_evaluate(dets, test.targets)["stats"][0], abs=1e-9)
-    from minicnn.models.detection.ssd import default_boxes
+    pictures = ["detections.png", "pr_curves.png", "curves.png"]
+    if name == "ssd":
+        from minicnn.models.detection.ssd import default_boxes
 
-    shapes, per_cell, boxes = default_boxes(model, test.images[0])
-    assert shapes == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)] and len(per_cell) == 5
-    assert len(boxes) == sum(h * w * a for (h, w), a in zip(shapes, per_cell))
-    for name in ("detections.png", "pr_curves.png", "curves.png", "default_boxes.png"):
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        shapes, per_cell, boxes = default_boxes(model, test.images[0])
+        assert shapes == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)] and len(per_cell) == 5
+        assert len(boxes) == sum(h * w * a for (h, w), a in zip(shapes, per_cell))
+        pictures.append("default_boxes.png")
+    for picture in pictures:
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("name", ["rcnn", "fast_rcnn"])

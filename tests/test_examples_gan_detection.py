@@ -1,4 +1,4 @@
-"""The generative examples (13-16) and the torchvision-style detector examples (21–23) run end to end on
+"""The generative examples (13-16) and the torchvision-style detector examples (21–24) run end to end on
 a few images and end with their figures, which equal the summary they wrote (tiny runs: one epoch of a
 few images)."""
 import json
@@ -47,6 +47,8 @@ def test_generative_example_runs_and_reports_its_summary(tmp_path, monkeypatch, 
      ("masks.png", "detections.png")),
     ("23_ssd_digit_canvases.py", "23_ssd_digit_canvases", r"held-out mAP@0.5 ([\d.]+)", "map50",
      ("default_boxes.png", "detections.png")),
+    ("24_retinanet_digit_canvases.py", "24_retinanet_digit_canvases", r"held-out mAP@0.5 ([\d.]+)", "map50",
+     ("pr_curves.png", "detections.png")),
 ])
 def test_detector_example_runs_and_reports_its_summary(tmp_path, monkeypatch, capsys, script, folder, figure, key,
                                                         pictures):

@@ -4,8 +4,9 @@
                                                                └─ box subnet ──────────── (N, ΣHWA, 4) deltas
                                       AnchorGenerator: A = 9 anchors per location (3 sizes × 3 ratios)
 
-Each subnet: four 3×3 convolutions + ReLU (no normalisation, v1), then a 3×3 convolution to
-``A·K`` logits or ``A·4`` deltas. Convolutions start from N(0, 0.01²) with zero bias, except the
+Each subnet: four 3×3 convolutions + ReLU (no normalisation, v1; with ``norm_layer``, e.g.
+GroupNorm as torchvision's v2 head, bias-free convolutions each followed by it), then a 3×3
+convolution to ``A·K`` logits or ``A·4`` deltas. Convolutions start from N(0, 0.01²) with zero bias, except the
 logits' bias ``−log((1 − π)/π)``, π = 0.01: every anchor starts at probability 0.01 of each class,
 so the many background anchors do not swamp the first steps.
 
@@ -40,15 +41,22 @@ from .transform import GeneralizedRCNNTransform
 from .. import resnet as resnet_models
 
 
-def _subnet(in_channels):
-    """Four ``Sequential(Conv2d 3×3, ReLU)`` (torchvision's ``Conv2dNormActivation`` without norm)."""
-    return nn.Sequential(*[nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU())
-                           for _ in range(4)])
+def _subnet(in_channels, norm_layer=None):
+    """Four of torchvision's ``Conv2dNormActivation``: ``Sequential(Conv2d 3×3, ReLU)`` without
+    ``norm_layer``, ``Sequential(Conv2d 3×3 without bias, norm_layer(in_channels), ReLU)`` with it."""
+    def block():
+        if norm_layer is None:
+            return nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU())
+        return nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False), norm_layer(in_channels),
+                             nn.ReLU())
+
+    return nn.Sequential(*[block() for _ in range(4)])
 
 
 def _normal_init(conv, bias=0.0):
     nn.init.normal_(conv.weight, std=0.01)
-    nn.init.constant_(conv.bias, bias)
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, bias)
 
 
 def _flatten_level(y, k):
@@ -59,11 +67,13 @@ def _flatten_level(y, k):
 
 class RetinaNetClassificationHead(nn.Module):
     """Per FPN level ``(N, C, H, W)``: ``cls_logits(conv(x))`` ``-> (N, H·W·A, K)``, concatenated
-    over levels ``-> (N, ΣHWA, K)``. The logits' bias is ``−log((1 − π)/π)``."""
+    over levels ``-> (N, ΣHWA, K)``. The logits' bias is ``−log((1 − π)/π)``. ``norm_layer``
+    (``channels -> module``, e.g. ``partial(nn.GroupNorm, 32)`` as torchvision's v2 head) follows
+    each bias-free 3×3 convolution of ``conv``; None (v1): no normalisation."""
 
-    def __init__(self, in_channels, num_anchors, num_classes, prior_probability=0.01):
+    def __init__(self, in_channels, num_anchors, num_classes, prior_probability=0.01, norm_layer=None):
         super().__init__()
-        self.conv = _subnet(in_channels)
+        self.conv = _subnet(in_channels, norm_layer)
         for m in self.conv.modules():
             if isinstance(m, nn.Conv2d):
                 _normal_init(m)
@@ -91,11 +101,12 @@ class RetinaNetClassificationHead(nn.Module):
 
 class RetinaNetRegressionHead(nn.Module):
     """Per FPN level: ``bbox_reg(conv(x))`` ``-> (N, H·W·A, 4)`` deltas, concatenated over levels;
-    L1 loss on :class:`BoxCoder` ``(1, 1, 1, 1)`` targets of the foreground anchors."""
+    L1 loss on :class:`BoxCoder` ``(1, 1, 1, 1)`` targets of the foreground anchors; ``norm_layer``
+    as in :class:`RetinaNetClassificationHead`."""
 
-    def __init__(self, in_channels, num_anchors):
+    def __init__(self, in_channels, num_anchors, norm_layer=None):
         super().__init__()
-        self.conv = _subnet(in_channels)
+        self.conv = _subnet(in_channels, norm_layer)
         self.bbox_reg = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
         _normal_init(self.bbox_reg)
         for m in self.conv.modules():
@@ -123,12 +134,14 @@ class RetinaNetRegressionHead(nn.Module):
 
 
 class RetinaNetHead(nn.Module):
-    """``{"cls_logits": (N, ΣHWA, K), "bbox_regression": (N, ΣHWA, 4)}`` of a list of FPN maps."""
+    """``{"cls_logits": (N, ΣHWA, K), "bbox_regression": (N, ΣHWA, 4)}`` of a list of FPN maps;
+    ``norm_layer`` (None: v1) normalises both subnets' convolutions (torchvision's v2 head)."""
 
-    def __init__(self, in_channels, num_anchors, num_classes):
+    def __init__(self, in_channels, num_anchors, num_classes, norm_layer=None):
         super().__init__()
-        self.classification_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes)
-        self.regression_head = RetinaNetRegressionHead(in_channels, num_anchors)
+        self.classification_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes,
+                                                               norm_layer=norm_layer)
+        self.regression_head = RetinaNetRegressionHead(in_channels, num_anchors, norm_layer=norm_layer)
 
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
         return {"classification": self.classification_head.compute_loss(targets, head_outputs, matched_idxs),
@@ -136,6 +149,11 @@ class RetinaNetHead(nn.Module):
 
     def forward(self, x):
         return {"cls_logits": self.classification_head(x), "bbox_regression": self.regression_head(x)}
+
+
+def _check_num_classes(owner, num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"{owner}: num_classes (with the background) must be an integer >= 2, got {num_classes!r}")
 
 
 def _default_anchorgen(base=(32, 64, 128, 256, 512)):
@@ -167,8 +185,7 @@ class RetinaNet(nn.Module):
         super().__init__()
         if not hasattr(backbone, "out_channels"):
             raise ValueError("RetinaNet: backbone should have an out_channels attribute (the FPN's channels)")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"RetinaNet: num_classes (with the background) must be an integer >= 2, got {num_classes!r}")
+        _check_num_classes("RetinaNet", num_classes)
         self.backbone = backbone
         self.anchor_generator = anchor_generator if anchor_generator is not None else _default_anchorgen()
         if head is None:
@@ -306,13 +323,25 @@ def retinanet_resnet50_fpn(num_classes=91, norm_layer=FrozenBatchNorm2d, trainab
 
 def retinanet_small(num_classes=11, in_channels=1, width=16, fpn_channels=32, min_size=128, max_size=128,
                     image_mean=(0.1307,), image_std=(0.3081,), anchor_base=(16, 32, 64, 128, 256), norm_layer=None,
-                    **kwargs):
+                    head_norm_layer=None, **kwargs):
     """A RetinaNet for small canvases and 2-core training: ResNet-18 layout of ``width`` (16)
     channels with trainable BatchNorm, FPN of ``fpn_channels`` (32) on layer2..4 + P6/P7,
     anchors ``anchor_base × 2^(0, 1/3, 2/3) × (0.5, 1, 2)``, images kept at 128 px.
+
+    ``head_norm_layer`` (``channels -> module``; None: torchvision's v1 head) goes to
+    :class:`RetinaNetHead`'s ``norm_layer``. With N(0, 0.01²) weights a narrow subnet shrinks its
+    input about ``0.01·sqrt(9·C/2)`` times per convolution (C = 32: 0.12, so 10⁻⁴ after four),
+    which a normalisation after each convolution undoes, e.g. ``partial(nn.GroupNorm, 8)``.
     Keywords as :class:`RetinaNet` (score_thresh, detections_per_img, ...)."""
+    _check_num_classes("retinanet_small", num_classes)
     backbone = resnet_models.resnet18(in_channels=in_channels, width=width, norm_layer=norm_layer)
     backbone = _resnet_fpn_extractor(backbone, 5, returned_layers=[2, 3, 4],
                                      extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels), out_channels=fpn_channels)
+    anchor_generator = _default_anchorgen(anchor_base)
+    if "head" not in kwargs:
+        kwargs["head"] = RetinaNetHead(fpn_channels, anchor_generator.num_anchors_per_location()[0], num_classes,
+                                       norm_layer=head_norm_layer)
+    elif head_norm_layer is not None:
+        raise ValueError("retinanet_small: pass either head or head_norm_layer, not both")
     return RetinaNet(backbone, num_classes, min_size=min_size, max_size=max_size, image_mean=list(image_mean),
-                     image_std=list(image_std), anchor_generator=_default_anchorgen(anchor_base), **kwargs)
+                     image_std=list(image_std), anchor_generator=anchor_generator, **kwargs)
