@@ -14,13 +14,13 @@ scores near ``1/num_classes``; as in the parity tests, the final classifier's we
 that scores spread and detections survive the score threshold (``_spread_scores``).
 
 Timing alternates minicnn and PyTorch (``timing.time_pair``): 1 warm-up call each, then the median
-of 5 calls (3 with ``--quick``), ``OMP_WAIT_POLICY=PASSIVE``, PyTorch on ``os.cpu_count()`` threads.
+of 5 calls (3 with ``--quick``), ``OMP_WAIT_POLICY=PASSIVE``, PyTorch on as many threads as minicnn
+(the CPUs the process may run on, or ``MINICNN_NUM_THREADS``; e.g. ``taskset -c 1`` gives one each).
 Ratio = PyTorch ms / minicnn ms (> 1: minicnn faster). Needs torchvision (the bench-vision venv of
 benchmarks/README.md); without it nothing runs. Prints a Markdown table and writes
 ``benchmarks/results/detection.json``.
 """
 import argparse
-import json
 import os
 import platform
 import time
@@ -153,6 +153,7 @@ def run(size=320, quick=False, only=None, log=print):
     from minicnn.kernels.cpu._threads import NUM_THREADS
 
     torch, tv = _import_torch()
+    torch.set_num_threads(NUM_THREADS)     # the same thread count as minicnn (which follows the CPU affinity)
     t_begin = time.perf_counter()
     log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f}; minicnn threads {NUM_THREADS}; PyTorch {torch.__version__} "
@@ -185,14 +186,7 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     result = run(a.size, a.quick, a.only.split(",") if a.only else None)
-    out_dir = os.path.join(os.path.dirname(__file__), "results")
-    os.makedirs(out_dir, exist_ok=True)
-    path = a.json or os.path.join(out_dir, "detection.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print()
-    print(HEADER)
-    for r in result["rows"]:
-        print(format_row(r))
-    print(f"\nJSON: {path}; {result['seconds']:.0f} s")
+    from .timing import write_results
+
+    write_results(result, "detection", a.json, HEADER, format_row)
     return result

@@ -27,7 +27,6 @@ whose torch matches it (see benchmarks/README.md). Without it only the U-Net row
 twin is written here). Prints a Markdown table and writes ``benchmarks/results/models.json``.
 """
 import argparse
-import json
 import os
 import platform
 import time
@@ -365,16 +364,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     print(HEADER.split("\n")[0])
     result = run(a.quick, a.only.split(",") if a.only else None, not a.no_memory)
-    out_dir = os.path.join(os.path.dirname(__file__), "results")
-    os.makedirs(out_dir, exist_ok=True)
-    path = a.json or os.path.join(out_dir, "models.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print()
-    print(HEADER)
-    for r in result["rows"]:
-        print(format_row(r))
-    print(f"\nJSON: {path}; {result['seconds']:.0f} s")
+    from .timing import write_results
+
+    write_results(result, "models", a.json, HEADER, format_row)
     return result
 
 

@@ -71,3 +71,23 @@ def measure_peak_gflops(n=2048, reps=5):
         run_tasks(gemm, range(NUM_THREADS))
         best = min(best, time.perf_counter() - t0)
     return NUM_THREADS * 2 * n ** 3 / best / 1e9
+
+
+def write_results(result, name, path, header, format_row):
+    """Write ``result`` as JSON to ``path`` (default ``benchmarks/results/<name>.json``) and print the
+    Markdown table of its rows; returns the path."""
+    import json
+    import os
+
+    if path is None:
+        out_dir = os.path.join(os.path.dirname(__file__), "results")
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print()
+    print(header)
+    for r in result["rows"]:
+        print(format_row(r))
+    print(f"\nJSON: {path}; {result['seconds']:.0f} s")
+    return path

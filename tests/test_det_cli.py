@@ -194,6 +194,21 @@ def test_mask_rcnn_on_nuclei_reports_what_its_checkpoint_scores(tmp_path, monkey
     assert summary["mask_ap50"] == pytest.approx(coco_evaluate(dets, test.targets, "segm")["stats"][1], abs=1e-9)
 
 
+def _summary_and_checkpoint_scores(out, name, n=4):
+    """The run's summary and its checkpoint's held-out detections: (summary, model, test set, detections)."""
+    summary = json.loads((out / "summary.json").read_text())
+    det = cd.DETECTORS[name]
+    model = cd.build_detector(name, "digit-canvases", 10, 1, 128)
+    z = np.load(out / "checkpoint.npz")
+    model.load_state_dict({k: z[k] for k in z.files})
+    model.eval()
+    test = digit_detection(n, canvas=128, split="test", seed=1)
+    with mc.no_grad():
+        dets = det.decode(model)(det.forward(model, mc.Tensor(test.images), None))
+    assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
+    return summary, model, test, dets
+
+
 @pytest.mark.parametrize("name", ["ssd", "retinanet"])
 def test_one_stage_detectors_run_from_the_command_line(tmp_path, name):
     """SSD and RetinaNet through the registry: a one-epoch run on 16 canvases whose summary equals the
@@ -201,17 +216,8 @@ def test_one_stage_detectors_run_from_the_command_line(tmp_path, name):
     out = tmp_path / name
     main(["train", "--task", "detection", "--model", name, "--epochs", "1", "--limit", "16", "--test-images", "4",
           "--out", str(out), "--no-progress"])
-    summary = json.loads((out / "summary.json").read_text())
-    det = cd.DETECTORS[name]
-    model = cd.build_detector(name, "digit-canvases", 10, 1, 128)
+    summary, model, test, dets = _summary_and_checkpoint_scores(out, name)
     assert sum(p.size for p in model.parameters()) == summary["parameters"]
-    z = np.load(out / "checkpoint.npz")
-    model.load_state_dict({k: z[k] for k in z.files})
-    model.eval()
-    test = digit_detection(4, canvas=128, split="test", seed=1)
-    with mc.no_grad():
-        dets = det.decode(model)(det.forward(model, mc.Tensor(test.images), None))
-    assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
     assert summary["coco_map"] == pytest.approx(coco_evaluate(dets, test.targets)["stats"][0], abs=1e-9)
     pictures = ["detections.png", "pr_curves.png", "curves.png"]
     if name == "ssd":
@@ -232,13 +238,4 @@ def test_selective_search_detectors_run_from_the_command_line(tmp_path, name):
     out = tmp_path / name
     main(["train", "--task", "detection", "--model", name, "--epochs", "1", "--limit", "4", "--test-images", "4",
           "--pretrain-epochs", "0", "--out", str(out), "--no-progress"])
-    summary = json.loads((out / "summary.json").read_text())
-    det = cd.DETECTORS[name]
-    model = cd.build_detector(name, "digit-canvases", 10, 1, 128)
-    z = np.load(out / "checkpoint.npz")
-    model.load_state_dict({k: z[k] for k in z.files})
-    model.eval()
-    test = digit_detection(4, canvas=128, split="test", seed=1)
-    with mc.no_grad():
-        dets = det.decode(model)(det.forward(model, mc.Tensor(test.images), None))
-    assert summary["map50"] == pytest.approx(voc_evaluate(dets, test.targets, 0.5)["map"], abs=1e-9)
+    summary, model, test, dets = _summary_and_checkpoint_scores(out, name)
