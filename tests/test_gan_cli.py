@@ -80,15 +80,16 @@ def test_unconditional_run_and_its_frechet_distance(tmp_path, monkeypatch, model
 
     summary, out = _run(tmp_path, monkeypatch, "--model", model, "--dataset", "digits", "--limit", "48")
     for name in ("interpolation.png", "generator.npz", "discriminator.npz", "eval_classifier.npz") + \
-            (("style_mixing.png", "truncation.png") if model == "stylegan" else ()):
+            (("style_mixing.png", "truncation.png", "generator_ema.npz") if model == "stylegan" else ()):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     assert summary["frechet_n"] == 48 and summary["ratio_to_floor"] == pytest.approx(
         summary["frechet_distance"] / summary["real_floor"])
-    # recompute the distance: the generator from its checkpoint, the same latents, features of the
-    # saved classifier, the formula in NumPy
+    # recompute the distance: the generator that samples (StyleGAN: the moving average G_ema) from its
+    # checkpoint, the same latents, features of the saved classifier, the formula in NumPy
     args = resolve_gan_defaults(_parse("--model", model, "--dataset", "digits", "--limit", "48"))
     train, _ = cli_gan.load_gan_data(model, "digits", 48)
-    G = _load(build_gan(model, 1)["generator"], os.path.join(out, "generator.npz"))
+    G = _load(build_gan(model, 1)["generator"],
+              os.path.join(out, "generator_ema.npz" if model == "stylegan" else "generator.npz"))
     clf = train_feature_classifier(train[0], train[1], path=os.path.join(out, "eval_classifier.npz"))
     z = np.random.default_rng(args.seed + 1).standard_normal((48, G.latent_dim)).astype(np.float32)
     import minicnn as mc
