@@ -61,7 +61,7 @@ def _spread_scores(torch, model):
     with torch.no_grad():
         if hasattr(model, "roi_heads"):
             model.roi_heads.box_predictor.cls_score.weight.mul_(0.2)
-        if hasattr(model, "head") and hasattr(model.head, "classification_head"):
+        if hasattr(getattr(getattr(model, "head", None), "classification_head", None), "cls_logits"):
             model.head.classification_head.cls_logits.weight.mul_(10.0)
             model.head.classification_head.cls_logits.bias.fill_(-2.0)
 

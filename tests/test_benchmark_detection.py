@@ -40,13 +40,14 @@ def test_without_torchvision_nothing_runs():
     assert out["rows"] == [] and out["torchvision"] is None
 
 
-def test_retinanet_row_times_both_on_the_same_weights():
+@pytest.mark.parametrize("name, parameters", [("retinanet", 34_068_119), ("ssd300", 35_641_826)])
+def test_row_times_both_on_the_same_weights(name, parameters):
     pytest.importorskip("torchvision", reason="torchvision does not import beside the CPU torch of the test extras")
-    out = bd.run(size=96, quick=True, only=["retinanet"], log=lambda s: None)
+    out = bd.run(size=96, quick=True, only=[name], log=lambda s: None)
     (r,) = out["rows"]
     assert "error" not in r, r.get("error")
     assert r["ours_ms"] > 0 and r["torch_ms"] > 0 and r["ratio"] == pytest.approx(r["torch_ms"] / r["ours_ms"])
-    assert r["parameters"] == 34_068_119 and r["detections"] > 0 and r["scores_compared"] > 0
+    assert r["parameters"] == parameters and r["detections"] > 0 and r["scores_compared"] > 0
 
 
 def test_command_dispatches():
