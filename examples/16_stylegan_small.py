@@ -7,8 +7,8 @@ per input channel by an affine map of w (modulation), then renormalised per outp
 (demodulation): one grouped convolution over the batch. Per-pixel noise with a learned strength
 adds the stochastic detail. Two latents can share the work (style mixing: coarse layers from
 one, fine from the other), and w can be pulled to its running mean (truncation ψ) for typical,
-less varied samples. Equalised learning rate, Adam lr 5e-4, β = (0, 0.99), a least-squares loss;
-the samples come from G_ema, a moving average of the generator's weights (β 0.995), as in the paper.
+less varied samples. Equalised learning rate, Adam lr 2e-3, β = (0, 0.99), style-mixing
+regularisation 0.9 (on digits the command line trains differently: see minicnn.cli_gan).
 
     python examples/16_stylegan_small.py [--epochs E] [--limit N]
 
