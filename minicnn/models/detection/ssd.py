@@ -37,7 +37,7 @@ from ...tensor import Tensor, to_host
 from .. import vgg as vgg_models
 from ._utils import BoxCoder, Matcher
 from .anchor_utils import DefaultBoxGenerator
-from .retinanet import _flatten_level
+from .retinanet import _check_num_classes, _flatten_level
 from .rpn import _index, check_targets, image_list
 from .transform import GeneralizedRCNNTransform
 
@@ -166,8 +166,7 @@ class SSD(nn.Module):
                  score_thresh=0.01, nms_thresh=0.45, detections_per_img=200, iou_thresh=0.5, topk_candidates=400,
                  positive_fraction=0.25, **kwargs):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"SSD: num_classes (with the background) must be an integer >= 2, got {num_classes!r}")
+        _check_num_classes("SSD", num_classes)
         if not 0.0 < positive_fraction <= 1.0:
             raise ValueError(f"SSD: positive_fraction must lie in (0, 1], got {positive_fraction!r}")
         if len(size) != 2 or min(size) < 1:
