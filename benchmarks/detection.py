@@ -22,7 +22,6 @@ benchmarks/README.md); without it nothing runs. Prints a Markdown table and writ
 """
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -155,8 +154,10 @@ def run(size=320, quick=False, only=None, log=print):
     torch, tv = _import_torch()
     torch.set_num_threads(NUM_THREADS)     # the same thread count as minicnn (which follows the CPU affinity)
     t_begin = time.perf_counter()
-    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f}; minicnn threads {NUM_THREADS}; PyTorch {torch.__version__} "
+    from .timing import machine_line
+
+    log(f"machine: {machine_line()}; "
+        f"minicnn threads {NUM_THREADS}; PyTorch {torch.__version__} "
         f"({torch.get_num_threads()} threads); torchvision {getattr(tv, '__version__', 'not importable')}")
     rows = []
     if tv is None:

@@ -28,7 +28,6 @@ twin is written here). Prints a Markdown table and writes ``benchmarks/results/m
 """
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -327,8 +326,10 @@ def run(quick=False, only=None, memory=True, log=print):
     from minicnn.kernels.cpu._threads import NUM_THREADS
 
     t_begin = time.perf_counter()
-    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f}; minicnn threads {NUM_THREADS}; PyTorch {torch.__version__} "
+    from .timing import machine_line
+
+    log(f"machine: {machine_line()}; "
+        f"minicnn threads {NUM_THREADS}; PyTorch {torch.__version__} "
         f"({torch.get_num_threads()} threads); torchvision {getattr(tv, '__version__', 'not importable')}")
     if tv is None:
         log("torchvision does not import beside this torch: the torchvision rows need the bench-vision venv "

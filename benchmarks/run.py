@@ -13,7 +13,6 @@ off, and on for the TF32 rows). It needs a GPU, CuPy and a CUDA build of PyTorch
 import argparse
 import json
 import os
-import platform
 import time
 
 
@@ -38,7 +37,7 @@ def _torch():
 _TORCH = _torch()
 
 from .cases import gpu_suite, suite  # noqa: E402  (after torch, see above)
-from .timing import measure_peak_gflops, time_pair  # noqa: E402
+from .timing import machine_line, measure_peak_gflops, time_pair  # noqa: E402
 
 
 _WARM_START = """
@@ -148,8 +147,8 @@ def run(quick=False, only=None, budget_s=1.0, log=print):
 
     t_begin = time.perf_counter()
     peak = measure_peak_gflops()
-    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f}; measured peak ({NUM_THREADS} × sgemm 2048³, float32): {peak:.1f} GFLOP/s; "
+    log(f"machine: {machine_line()}; "
+        f"measured peak ({NUM_THREADS} × sgemm 2048³, float32): {peak:.1f} GFLOP/s; "
         f"minicnn threads {NUM_THREADS}, OpenBLAS threads {get_blas_threads()}; "
         f"PyTorch {'%s (%d threads)' % (torch.__version__, torch.get_num_threads()) if torch else 'not installed'}")
     warm = warm_start_seconds()

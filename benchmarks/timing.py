@@ -5,6 +5,8 @@ Every row is timed the same way for minicnn and for PyTorch, in the same process
 timed calls; the median is reported. ``reps`` grows for fast calls so that each row takes
 about ``budget_s`` seconds.
 """
+import os
+import platform
 import statistics
 import time
 
@@ -91,3 +93,17 @@ def write_results(result, name, path, header, format_row):
         print(format_row(r))
     print(f"\nJSON: {path}; {result['seconds']:.0f} s")
     return path
+
+
+def machine_line():
+    """``x86_64, 2 cores, load average 0.3; OpenBLAS kernel SkylakeX (OPENBLAS_CORETYPE unset)``: the
+    start of every benchmark's "machine:" line. The OpenBLAS kernel family matters: where the
+    environment sets ``OPENBLAS_CORETYPE`` to an older family (some machines do, for old OpenBLAS
+    builds that failed on newer CPUs), NumPy's sgemm runs at that family's speed (AVX2 "Haswell":
+    about half of "SkylakeX" on an AVX-512 CPU, measured here), and every GEMM-bound row with it."""
+    from minicnn.kernels.cpu._threads import blas_core_name
+
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    setting = f"OPENBLAS_CORETYPE={forced}" if forced else "OPENBLAS_CORETYPE unset"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f}; OpenBLAS kernel {blas_core_name() or 'unknown'} ({setting})")

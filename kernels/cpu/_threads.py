@@ -95,6 +95,23 @@ def _blas_function(symbols):
     return None
 
 
+_CORENAME_SYMBOLS = ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename")
+
+
+def blas_core_name():
+    """The CPU kernel family NumPy's OpenBLAS runs (``"Haswell"``, ``"SkylakeX"``, ...), or None when
+    it cannot be asked. ``OPENBLAS_CORETYPE`` in the environment overrides OpenBLAS's own choice at
+    load time (some machines set it to an older family, whose sgemm then runs at AVX2 speed on an
+    AVX-512 CPU): benchmarks print it next to their figures."""
+    f = _blas_function(_CORENAME_SYMBOLS)
+    if f is None:
+        return None
+    f.restype = ctypes.c_char_p
+    name = f()
+    return name.decode() if name else None
+
+
 def set_blas_threads(n):
     """Set the number of OpenBLAS threads of NumPy; returns False when that BLAS was not found."""
     fn = _blas_function(_SET_THREADS_SYMBOLS)

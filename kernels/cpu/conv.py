@@ -40,6 +40,10 @@ F(4, r)            or 5, stride 1, undilated, 1 group,     (C_in inner dimension
                                                            (16,128,150)→256 k5 fwd 4.6 vs 7.5 ms,
                                                            gx 5.0 vs 7.5, gW 5.5–5.9 vs 8.0–8.3
                                                            (loaded machine, alternating)
+small maps         the gradients of one-group layers with  one GEMM over the whole batch's N·P
+(backward only)    K = C_in·kH·kW ≥ 256 and N·P ≤ 1024     columns per chunk of input channels
+                   that no Winograd path takes             (``conv_small_maps.py``): (32,512,4,4)
+                                                           →512 fwd+bwd 39.5 → 26.0 ms
 im2col + GEMM      everything else (grouped, strided,      ``cols = im2col(block)`` in a reused
                    dilated, few channels, small images),   per-thread workspace, one GEMM per block
                    and the Winograd shapes whose values
@@ -103,6 +107,7 @@ from ._jit import no_refcount, no_refcount_with
 from ._threads import NUM_THREADS, over_chunks, run_tasks, sum_accumulators
 from .conv_winograd import (bias_vector, max_abs, winograd_backward_weight3x3, winograd_conv3x3,
                             winograd_in_range)
+from .conv_small_maps import small_maps_backward, use_small_maps
 from .conv_winograd_backward import fits_whole_images, winograd_backward3x3
 
 KERNELS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
@@ -474,6 +479,25 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weig
 #: and its GEMMs get thin (measured: forward (4,128,112,112)→128 52.6 vs 66.6 ms, (8,64,56,56)→64
 #: 11.2 vs 12.5; (8,256,14,14)→256 18.3 vs 12.7, (64,32,16,16)→64 7.6 vs 6.8)
 _WINOGRAD4_MIN_POSITIONS = 3136
+
+
+def _use_small_maps(x_shape, W_shape, stride, dilation, groups, out_hw):
+    """The backward of ``conv_small_maps.py`` (whole-batch GEMMs split over input channels) for a
+    wide layer on small maps: where no Winograd path (2-D or 1-D) takes the layer's forward map,
+    input gradient or weight gradient, and :func:`use_small_maps` agrees.
+    ``FORCE_ALGORITHM == "small_maps"`` takes it for any one-group layer, another forced algorithm
+    never."""
+    N, C_in, H, Wd = x_shape
+    C_out, _, kH, kW = W_shape
+    if FORCE_ALGORITHM is not None or groups != 1 or C_in == 1:
+        return FORCE_ALGORITHM == "small_maps" and groups == 1
+    k = (kH, kW)
+    if (_use_winograd(k, stride, dilation, groups, C_in, C_out, out_hw)
+            or _use_winograd(k, stride, dilation, groups, C_out, C_in, (H, Wd))
+            or _use_winograd1d(k, stride, dilation, groups, C_in, C_out, (H, Wd), out_hw)
+            or _use_winograd1d(k, stride, dilation, groups, C_out, C_in, out_hw, (H, Wd))):
+        return False
+    return use_small_maps(N, C_in, groups, k, out_hw)
 
 
 def _winograd_tile(out_hw):
@@ -924,6 +948,8 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
         # gx[c, iw] = Σ W[co, c, kw] gy[co, iw + pw − kw]: the convolution of gy with the flipped,
         # transposed filter and leading padding kW − 1 − pw
         return winograd_conv1d(gy, W, kW - 1 - padding[1], Wd, None, flipped_transposed=True)
+    if _use_small_maps((N, C_in, H, Wd), W.shape, stride, dilation, G, (OH, OW)):
+        return small_maps_backward(None, W, gy, (N, C_in, H, Wd), (kH, kW), stride, padding, dilation)[0]
     WgT = W.reshape(G, Mg, K).transpose(0, 2, 1)
     gyv = gy.reshape(N, G, Mg, OH * OW)
     if _is_pointwise((kH, kW), stride, padding, x_hw, (OH, OW)):
@@ -1002,10 +1028,20 @@ def conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs=(True, Tr
         if (winograd_in_range(2, gy.shape[1], max_gy, max_w, 0.0, x.dtype)
                 and winograd_in_range(2, tiles, max_x, max_gy, 0.0, x.dtype)):
             return winograd_backward3x3(x, W, gy, padding, True, True, want_gb)
+    if want_gx and want_gw and _use_small_maps(x.shape, W.shape, stride, dilation, groups, gy.shape[2:]):
+        gx, gW = small_maps_backward(x, W, gy, x.shape, W.shape[2:], stride, padding, dilation)
+        return gx, gW, (conv2d_bias_grad(gy) if want_gb else None)
     gx = conv2d_backward_input(gy, W, x.shape[2:], stride, padding, dilation, groups) if want_gx else None
     gW = conv2d_backward_weight(x, gy, W.shape[2:], stride, padding, dilation, groups) if want_gw else None
     gb = conv2d_bias_grad(gy) if want_gb else None
     return gx, gW, gb
+
+
+#: the weight gradient's transposed form (gWᵀ accumulated, transposed at the end) up to this many
+#: elements of gW: the final transposed copy of a large gW costs more than the plain GEMMs save
+#: ((2,1024,14,14)→256 3×3 weight gradient: 30.3 ms transposed, 12.2 plain; the transposed copy
+#: of a (4608, 512) gWᵀ alone took 6.5 ms; measured 2026-12-07). None: no limit.
+TRANSPOSED_GW_MAX_ELEMS = 1 << 21
 
 
 def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
@@ -1031,12 +1067,14 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     if (_use_winograd1d(kernel_hw, stride, dilation, G, C_in, C_out, (H, Wd), (OH, OW))
             and _in_winograd1d_range(kW, N * -(-OW // _WINOGRAD1D_GRAD[kW][0]), x, gy, None, _WINOGRAD1D_GRAD)):
         return winograd_backward_weight1d(x, gy, kW, padding[1])
+    if _use_small_maps(x.shape, (C_out, Cg, kH, kW), stride, dilation, G, (OH, OW)):
+        return small_maps_backward(x, None, gy, x.shape, (kH, kW), stride, padding, dilation)[1]
     pointwise = _is_pointwise(kernel_hw, stride, padding, (H, Wd), (OH, OW))
     xv, gyv = x.reshape(N, G, Cg, H * Wd), gy.reshape(N, G, Mg, OH * OW)
 
     # gWᵀ += cols · gyᵀ with gyᵀ copied is a plain GEMM, 10–25 % faster than gy · colsᵀ (whose
     # second operand is transposed) when the columns are tall (K ≥ 2·Mg); not on thin ones (C_in 3)
-    transposed = K >= 2 * Mg
+    transposed = K >= 2 * Mg and (TRANSPOSED_GW_MAX_ELEMS is None or K * Mg <= TRANSPOSED_GW_MAX_ELEMS)
 
     def task(block, state):  # state: this thread's (accumulator, product) pair, (K, Mg) if transposed
         acc, prod = state
