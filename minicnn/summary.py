@@ -47,7 +47,7 @@ _POINTWISE = (_act.ReLU, _act.LeakyReLU, _act.Hardtanh, _act.Hardsigmoid, _act.H
 _ELEMENTWISE_OPS = {
     "BackwardHookFunction", "ReLU", "LeakyReLU", "Hardtanh", "Hardsigmoid", "Hardswish", "Sigmoid", "Tanh",
     "GELUExact", "GELUTanh", "Add", "Sub", "Mul", "Div", "Maximum", "Where", "Clip", "Abs", "Neg", "Exp", "Log",
-    "Pow", "Sqrt", "Dropout", "ToDevice", "Normalize", "Cat", "Split",
+    "Pow", "Sqrt", "Dropout", "ToDevice", "Normalize", "BatchNorm", "BatchNormEval", "Cat", "Split",
 }
 
 
