@@ -1,6 +1,4 @@
 """Adam and AdamW (decoupled weight decay), PyTorch's exact update."""
-import math
-
 from .optimizer import Optimizer
 
 
@@ -24,30 +22,17 @@ class Adam(Optimizer):
                                       amsgrad=amsgrad, maximize=maximize))
 
     def _update(self, p, g, state, group):
-        xp = p.device.xp
-        if group["maximize"]:
-            g = -g
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if "step" not in state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        """One fused in-place step (``device.kernels.adam_step``); moments start at zero."""
+        x, g = self._kernel_arrays(p, g)
+        state.setdefault("step", 0)
+        m, _ = self._state_array(state, "exp_avg", p)
+        v, _ = self._state_array(state, "exp_avg_sq", p)
+        vmax = self._state_array(state, "max_exp_avg_sq", p)[0] if group["amsgrad"] else None
         state["step"] += 1
-        t = state["step"]
-        if wd != 0:
-            if self.decoupled:
-                p.data *= p.dtype.type(1 - lr * wd)
-            else:
-                g = g + wd * p.data
-        m = state["exp_avg"] = b1 * state["exp_avg"] + (1 - b1) * g
-        v = state["exp_avg_sq"] = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
-        if group["amsgrad"]:
-            v = state["max_exp_avg_sq"] = xp.maximum(state["max_exp_avg_sq"], v)
-        bias1, bias2 = 1 - b1 ** t, 1 - b2 ** t
-        denom = xp.sqrt(v) / math.sqrt(bias2) + eps
-        p.data -= ((lr / bias1) * m / denom).astype(p.dtype, copy=False)
+        b1, b2 = group["betas"]
+        p.device.kernels.adam_step(x, g, m, v, vmax, state["step"], group["lr"], b1, b2, group["eps"],
+                                   group["weight_decay"], self.decoupled, group["amsgrad"], group["maximize"])
+        self._write_back(p, x)
 
 
 class AdamW(Adam):

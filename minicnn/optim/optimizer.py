@@ -1,8 +1,12 @@
 """The optimizer base: parameter groups, per-parameter state, zero_grad, state_dict.
 
 Updates run under ``no_grad`` on the raw arrays (``p.data``), in place, so the Parameter
-objects a model holds stay the same. ``param_groups`` is a list of dicts (``params`` plus
-hyper-parameters such as ``lr``), so per-group learning rates work as in PyTorch::
+objects a model holds stay the same. Each update is one fused kernel per parameter
+(``device.kernels.sgd_step`` / ``adam_step`` / ``rmsprop_step``) that reads the gradient and
+rewrites the parameter and its state arrays in one pass, with no temporaries.
+
+``param_groups`` is a list of dicts (``params`` plus hyper-parameters such as ``lr``), so
+per-group learning rates work as in PyTorch::
 
     optim.SGD([{"params": model.features.parameters()},
                {"params": model.classifier.parameters(), "lr": 1e-3}], lr=1e-2, momentum=0.9)
@@ -70,6 +74,41 @@ class Optimizer:
 
     def _update(self, p, g, state, group):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ---- helpers of the fused updates ---------------------------------------------------------
+    def _kernel_arrays(self, p, g):
+        """``(x, g)`` for an in-place kernel: ``x`` is ``p.data`` itself when it is C-contiguous, else
+        a contiguous copy that :meth:`_write_back` puts back; ``g`` the gradient as a C-contiguous
+        array of ``p``'s dtype (a copy only where it is not one already)."""
+        x = p.data if p.data.flags.c_contiguous else p.data.copy(order="C")
+        if g.shape != x.shape:
+            raise ValueError(f"{type(self).__name__}: the gradient's shape {tuple(g.shape)} differs from the "
+                             f"parameter's {tuple(x.shape)}")
+        if not g.flags.c_contiguous or g.dtype != x.dtype:
+            g = g.astype(x.dtype, order="C")  # astype keeps a 0-d shape
+        return x, g
+
+    @staticmethod
+    def _write_back(p, x):
+        """Copy the updated ``x`` into ``p.data`` where :meth:`_kernel_arrays` had to copy it."""
+        if x is not p.data:
+            p.data[...] = x
+
+    def _state_array(self, state, key, p, zeros=True):
+        """``state[key]`` as a C-contiguous array of ``p``'s shape and dtype, and whether it was just
+        made: zeros (or uninitialised, ``zeros=False``) when missing or None; a loaded array of
+        another dtype or layout is converted once and stored back."""
+        xp = p.device.xp
+        a = state.get(key)
+        if a is None:
+            a = state[key] = (xp.zeros if zeros else xp.empty)(p.data.shape, p.data.dtype)
+            return a, True
+        if a.shape != p.data.shape:
+            raise ValueError(f"{type(self).__name__}: state {key!r} has shape {tuple(a.shape)}, the parameter "
+                             f"{tuple(p.data.shape)}")
+        if a.dtype != p.data.dtype or not a.flags.c_contiguous:
+            a = state[key] = a.astype(p.data.dtype, order="C")
+        return a, False
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self):

@@ -19,28 +19,14 @@ class RMSprop(Optimizer):
                                       centered=centered, maximize=maximize))
 
     def _update(self, p, g, state, group):
-        xp = p.device.xp
-        if group["maximize"]:
-            g = -g
-        alpha, eps, wd, mu = group["alpha"], group["eps"], group["weight_decay"], group["momentum"]
-        if "step" not in state:
-            state["step"] = 0
-            state["square_avg"] = xp.zeros_like(p.data)
-            if mu > 0:
-                state["momentum_buffer"] = xp.zeros_like(p.data)
-            if group["centered"]:
-                state["grad_avg"] = xp.zeros_like(p.data)
+        """One fused in-place step (``device.kernels.rmsprop_step``); state starts at zero."""
+        x, g = self._kernel_arrays(p, g)
+        mu, centered = group["momentum"], group["centered"]
+        state.setdefault("step", 0)
+        s, _ = self._state_array(state, "square_avg", p)
+        buf = self._state_array(state, "momentum_buffer", p)[0] if mu > 0 else None
+        ga = self._state_array(state, "grad_avg", p)[0] if centered else None
         state["step"] += 1
-        if wd != 0:
-            g = g + wd * p.data
-        s = state["square_avg"] = alpha * state["square_avg"] + (1 - alpha) * g * g
-        if group["centered"]:
-            ga = state["grad_avg"] = alpha * state["grad_avg"] + (1 - alpha) * g
-            avg = xp.sqrt(s - ga * ga) + eps
-        else:
-            avg = xp.sqrt(s) + eps
-        if mu > 0:
-            buf = state["momentum_buffer"] = mu * state["momentum_buffer"] + g / avg
-            p.data -= (group["lr"] * buf).astype(p.dtype, copy=False)
-        else:
-            p.data -= (group["lr"] * g / avg).astype(p.dtype, copy=False)
+        p.device.kernels.rmsprop_step(x, g, s, ga, buf, group["lr"], group["alpha"], group["eps"],
+                                      group["weight_decay"], mu, centered, group["maximize"])
+        self._write_back(p, x)

@@ -24,17 +24,12 @@ class SGD(Optimizer):
                                       nesterov=nesterov, maximize=maximize))
 
     def _update(self, p, g, state, group):
-        if group["maximize"]:
-            g = -g
-        wd, mu, damp = group["weight_decay"], group["momentum"], group["dampening"]
-        if wd != 0:
-            g = g + wd * p.data
+        """One fused in-place step (``device.kernels.sgd_step``); the momentum buffer is made on the
+        first step as a copy of the (decayed) gradient, as in PyTorch."""
+        x, g = self._kernel_arrays(p, g)
+        mu, buf, first = group["momentum"], None, False
         if mu != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = g.copy()
-            else:
-                buf = mu * buf + (1 - damp) * g
-            state["momentum_buffer"] = buf
-            g = g + mu * buf if group["nesterov"] else buf
-        p.data -= (group["lr"] * g).astype(p.dtype, copy=False)
+            buf, first = self._state_array(state, "momentum_buffer", p, zeros=False)
+        p.device.kernels.sgd_step(x, g, buf, group["lr"], group["weight_decay"], mu, group["dampening"],
+                                  group["nesterov"], group["maximize"], first)
+        self._write_back(p, x)
