@@ -61,7 +61,10 @@ class Context:
         self.fn = fn
         self.device = device
         self.xp = device.xp
-        self.inputs = inputs  # the input Tensors (parents)
+        self.inputs = inputs  # the input Tensors
+        # the nodes that made them, taken now: an in-place op later re-points a tensor's ``_node``
+        # at itself (see Function.apply_inplace), but this op consumed the value before it
+        self.parents = tuple(t._node for t in inputs)
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         self.saved = ()
         self.n_outputs = 1
@@ -138,7 +141,7 @@ class Function:
         for k, a in enumerate(outs):
             differentiable = record and a.dtype.kind == "f"
             # outputs live on ctx.device: the inputs' device, unless forward moved them (ToDevice)
-            t = Tensor._from_array(a, ctx.device, requires_grad=differentiable)
+            t = Tensor._from_array(a, ctx.device, requires_grad=differentiable, version=_view_version(a, tensors))
             if differentiable:
                 t._node = (ctx, k)
             results.append(t)
@@ -149,8 +152,55 @@ class Function:
             if ctx.saved:
                 ctx.saved_versions = _versions_of_saved(ctx, tensors, results)
         else:
-            ctx.inputs = ()  # nothing will walk back through this node
+            ctx.inputs = ctx.parents = ()  # nothing will walk back through this node
         return tuple(results) if multi else results[0]
+
+
+    @classmethod
+    def apply_inplace(cls, target, *inputs, op_name=None, **params):
+        """``cls`` applied to ``(target, *inputs)``, its output written into ``target``'s memory, and
+        ``target`` becoming that output in the graph (PyTorch's ``relu_``, ``add_``).
+
+        The op's ``forward`` receives ``inplace=True`` and must return its first input array,
+        changed. ``target`` then stands for the new value: its node is the op's, its version counter
+        (shared with every view of its memory) is bumped, so an op that saved the old value for its
+        backward raises there instead of computing a wrong gradient. Ops recorded before still
+        consume the old value (each node holds the nodes of its inputs as they were,
+        ``Context.parents``). As in PyTorch, a leaf that requires grad cannot change in place
+        while gradients are recorded (the error names ``op_name``, default the op's)."""
+        from .tensor import Tensor
+
+        if target.requires_grad and target._node is None and is_grad_enabled():
+            raise RuntimeError(f"{op_name or cls.__name__ + ' (in place)'}: a leaf tensor that requires grad cannot "
+                               f"change in place while gradients are recorded; use the out-of-place op, or wrap it "
+                               f"in minicnn.no_grad()")
+        # the value before the op: the same memory, node and version counter, as the op's input
+        before = Tensor._from_array(target.data, target.device, requires_grad=target.requires_grad,
+                                    version=target._version)
+        before._node = target._node
+        target._version.value += 1  # before the op: its own saved arrays are recorded at the new version
+        out = cls.apply(before, *inputs, inplace=True, **params)
+        if out.data is not target.data:
+            raise RuntimeError(f"{cls.__name__}.forward(inplace=True) did not return its input array")
+        if is_grad_enabled():  # under no_grad the tensor keeps its place in the graph (PyTorch's rule)
+            target._node, target.requires_grad = out._node, out.requires_grad
+        return target
+
+
+def _view_version(a, inputs):
+    """The version counter an op's output array ``a`` shares: that of the input whose memory it
+    is or views (``reshape``, ``detach``, an in-place op), as PyTorch's views share their base's;
+    None (a new counter) for fresh memory. One or two attribute reads per input."""
+    owner = getattr(a, "base", None)
+    if owner is None:
+        for t in inputs:
+            if t.data is a:
+                return t._version
+        return None
+    for t in inputs:
+        if _memory_owner(t.data) is owner:
+            return t._version
+    return None
 
 
 def _memory_owner(a):
@@ -227,9 +277,9 @@ def _topological_order(root_ctx):
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for t in node.inputs:
-            if t._node is not None and id(t._node[0]) not in seen:
-                stack.append((t._node[0], False))
+        for parent in node.parents:
+            if parent is not None and id(parent[0]) not in seen:
+                stack.append((parent[0], False))
     return order[::-1]
 
 
@@ -290,8 +340,8 @@ def backward(root, grad=None):
             raise RuntimeError(
                 f"{ctx.name}.backward returned {len(gxs)} gradients for {len(ctx.inputs)} inputs"
             )
-        for i, (t, gx) in enumerate(zip(ctx.inputs, gxs)):
-            if gx is None or not t.requires_grad:
+        for i, (t, parent, gx) in enumerate(zip(ctx.inputs, ctx.parents, gxs)):
+            if gx is None or not ctx.needs_input_grad[i]:
                 continue
             if tuple(gx.shape) != tuple(t.shape):
                 raise RuntimeError(
@@ -301,10 +351,10 @@ def backward(root, grad=None):
             owned = gx.dtype != t.dtype  # astype below makes a new array
             if owned:
                 gx = gx.astype(t.dtype)
-            if t._node is None:
+            if parent is None:
                 t._accumulate(gx, owned=owned or _handed_over(ctx, gx, gxs, gys))
             else:
-                parent, j = t._node
+                parent, j = parent
                 slot = grads.setdefault(id(parent), [None] * parent.n_outputs)
                 slot[j] = gx if slot[j] is None else slot[j] + gx
                 if t._retain_grad:

@@ -175,8 +175,17 @@ class Tensor:
         return self.fill_(0)
 
     def add_(self, other, alpha=1):
+        """``self += alpha · other``. While gradients are recorded and either side requires grad,
+        the sum is recorded in the graph (``F.add_``: this tensor becomes the sum, as PyTorch's
+        ``out += identity`` in a residual block); otherwise a plain counted in-place change."""
+        if autograd.is_grad_enabled() and (self.requires_grad or getattr(other, "requires_grad", False)):
+            return _F().add_(self, other if alpha == 1 else other * alpha)
         o = self._operand(other)
         return self._modify("add_", lambda a: a.__iadd__(o if alpha == 1 else alpha * o))
+
+    def relu_(self):
+        """``max(self, 0)`` in place (``F.relu_``); recorded in the graph when gradients are."""
+        return _F().relu_(self)
 
     def sub_(self, other, alpha=1):
         return self.add_(-self._operand(other), alpha)

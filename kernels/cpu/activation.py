@@ -38,10 +38,11 @@ def relu_backward_raw(gy, y, gx, i0, i1):
         gx[i] = zero if y[i] <= 0 else g
 
 
-def relu_forward(x):
-    """y = relu(x), a new array of x's shape and dtype."""
+def relu_forward(x, out=None):
+    """y = relu(x): a new array of x's shape and dtype, or ``out`` (a C-contiguous array of x's shape
+    and dtype, which may be x itself: each element is read before it is written)."""
     x = np.ascontiguousarray(x)
-    y = np.empty_like(x)
+    y = np.empty_like(x) if out is None else out
     over_chunks(relu_forward_raw, x.size, x.reshape(-1), y.reshape(-1))
     return y
 

@@ -1,7 +1,8 @@
 // ReLU (the math is in kernels/reference/activation.py): one thread per element.
 // y = 0 if x <= 0 else x (a NaN passes through);  gx = 0 if y <= 0 else gy.
 
-extern "C" __global__ void relu_forward(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, long long n) {
+// x and y may be the same array (an in-place relu_): no __restrict__; each thread reads its element first.
+extern "C" __global__ void relu_forward(const scalar_t* x, scalar_t* y, long long n) {
     long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= n) return;
     scalar_t v = x[t];

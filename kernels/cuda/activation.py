@@ -6,10 +6,11 @@ KERNELS = ("relu_forward", "relu_backward")
 _CU = "activation.cu"
 
 
-def relu_forward(be, x):
-    """y = relu(x): one thread per element (64-bit element count)."""
+def relu_forward(be, x, out=None):
+    """y = relu(x): one thread per element (64-bit element count); into ``out`` when given (a
+    C-contiguous array of x's shape and dtype, which may be x itself)."""
     x = be.xp.ascontiguousarray(x)
-    y = be.xp.empty_like(x)
+    y = be.xp.empty_like(x) if out is None else out
     be.function(_CU, "relu_forward", x.dtype)(be.grid_1d(x.size), (be.BLOCK,), (x, y, np.int64(x.size)))
     return y
 

@@ -15,15 +15,19 @@ from ..dtypes import is_kernel_float
 class ReLU(Function):
     """y = max(x, 0) (a NaN passes through);  gx = gy · [y > 0], from the saved output.
     The one activation with device kernels (``kernels/*/activation``): it follows every
-    convolution, and the ``xp`` form cost 2.5 ms per call on a (64, 32, 26, 26) map."""
+    convolution, and the ``xp`` form cost 2.5 ms per call on a (64, 32, 26, 26) map.
+    ``inplace``: y is written into x (``Function.apply_inplace``; the backward needs only y)."""
 
     fresh_grads = True
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, inplace=False):
         if not is_kernel_float(x.dtype):  # ints, float16: no kernel, same result on every device
-            return ctx.xp.where(x > 0, x, ctx.xp.zeros_like(x))
-        y = ctx.kernels.relu_forward(x)
+            y = ctx.xp.where(x > 0, x, ctx.xp.zeros_like(x))
+            return _written_into(x, y) if inplace else y
+        if inplace and not x.flags.c_contiguous:
+            return _written_into(x, ctx.kernels.relu_forward(x))
+        y = ctx.kernels.relu_forward(x, out=x if inplace else None)
         ctx.save_for_backward(y)
         return y
 
@@ -51,16 +55,24 @@ class LeakyReLU(Function):
 
 
 class Hardtanh(Function):
-    """y = clamp(x, lo, hi);  gx = gy · [lo < x < hi] (relu6 is hardtanh(0, 6))."""
+    """y = clamp(x, lo, hi);  gx = gy · [lo < x < hi] (relu6 is hardtanh(0, 6)). ``inplace``: y
+    is written into x (the backward needs only the mask, taken before)."""
 
     @staticmethod
-    def forward(ctx, x, min_val=-1.0, max_val=1.0):
+    def forward(ctx, x, min_val=-1.0, max_val=1.0, inplace=False):
         ctx.save_for_backward((x > min_val) & (x < max_val))
-        return ctx.xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
+        y = ctx.xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
+        return _written_into(x, y) if inplace else y
 
     @staticmethod
     def backward(ctx, gy):
         return gy * ctx.saved[0]
+
+
+def _written_into(x, y):
+    """x[...] = y; x (the result of an in-place op whose kernel could not write into x itself)."""
+    x[...] = y
+    return x
 
 
 class Hardsigmoid(Function):
@@ -214,12 +226,22 @@ def _check_dim(op, x, dim):
     return dim
 
 
-def relu(x):
+def relu(x, inplace=False):
     """Rectified linear unit, ``max(x, 0)``.
+
+    ``inplace=True`` writes the result into ``x`` and returns ``x`` (PyTorch's ``F.relu(x,
+    inplace=True)``): no new array, and ``x`` becomes the ReLU's output in the graph. Safe where
+    nothing else needs x's old value for its backward (a batch norm's or a convolution's output);
+    where something does, its backward raises (see ``Function.apply_inplace``).
 
     Shape: any. Example: ``F.relu(mc.tensor([-1.0, 2.0]))`` → ``[0., 2.]``.
     """
-    return ReLU.apply(x)
+    return ReLU.apply_inplace(x, op_name="relu_") if inplace else ReLU.apply(x)
+
+
+def relu_(x):
+    """``relu(x, inplace=True)``."""
+    return ReLU.apply_inplace(x, op_name="relu_")
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -227,16 +249,18 @@ def leaky_relu(x, negative_slope=0.01):
     return LeakyReLU.apply(x, negative_slope=float(negative_slope))
 
 
-def hardtanh(x, min_val=-1.0, max_val=1.0):
-    """``clamp(x, min_val, max_val)``; gradient 1 strictly inside, 0 outside."""
+def hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
+    """``clamp(x, min_val, max_val)``; gradient 1 strictly inside, 0 outside. ``inplace``: as
+    :func:`relu`."""
     if min_val >= max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) must be smaller than max_val ({max_val})")
-    return Hardtanh.apply(x, min_val=float(min_val), max_val=float(max_val))
+    apply = Hardtanh.apply_inplace if inplace else Hardtanh.apply
+    return apply(x, min_val=float(min_val), max_val=float(max_val))
 
 
-def relu6(x):
-    """``min(max(x, 0), 6)`` (MobileNet)."""
-    return Hardtanh.apply(x, min_val=0.0, max_val=6.0)
+def relu6(x, inplace=False):
+    """``min(max(x, 0), 6)`` (MobileNet). ``inplace``: as :func:`relu`."""
+    return hardtanh(x, 0.0, 6.0, inplace)
 
 
 def hardsigmoid(x):

@@ -10,11 +10,15 @@ from ..tensor import Tensor
 
 
 class Add(Function):
-    """z = x + y;  gx = gz, gy = gz (un-broadcast)."""
+    """z = x + y;  gx = gz, gy = gz (un-broadcast). ``inplace``: z is written into x (``x += y``,
+    a residual connection's ``out += identity``; the backward needs no saved array)."""
 
     @staticmethod
-    def forward(ctx, x, y):
+    def forward(ctx, x, y, inplace=False):
         ctx.shapes = (x.shape, y.shape)
+        if inplace:
+            x += y
+            return x
         return x + y
 
     @staticmethod
@@ -243,6 +247,22 @@ def to_device(x, device, dtype=None):
 def add(x, y):
     """x + y with broadcasting."""
     return Add.apply(x, y)
+
+
+def add_(x, y):
+    """``x += y`` in place, recorded in the graph (``x`` becomes the sum; see
+    ``Function.apply_inplace``); returns x. ``y`` must broadcast to x's shape without changing it,
+    and the sum must keep x's dtype."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"add_: x must be a Tensor, got {type(x).__name__}")
+    xd, other = x.data, (y.data if isinstance(y, Tensor) else y)
+    shape = np.broadcast_shapes(xd.shape, tuple(getattr(other, "shape", np.shape(other))))
+    # a Python number adapts to x's dtype (NumPy's rule for ``x += 2.0``); an array's dtype counts
+    dtype = np.result_type(xd.dtype, other.dtype) if hasattr(other, "dtype") else np.result_type(xd.dtype.type(0), other)
+    if shape != xd.shape or dtype != xd.dtype:
+        raise ValueError(f"add_: x + y has shape {shape} and dtype {dtype}, which cannot be written into x of "
+                         f"shape {xd.shape} and dtype {xd.dtype} (y: shape {tuple(np.shape(other))})")
+    return Add.apply_inplace(x, y, op_name="add_")
 
 
 def sub(x, y):

@@ -14,10 +14,10 @@ class DenseLayer(nn.Module):
     def __init__(self, cin, growth_rate, bn_size):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(cin)
-        self.relu1 = nn.ReLU()
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(cin, bn_size * growth_rate, 1, bias=False)
         self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
-        self.relu2 = nn.ReLU()
+        self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False)
 
     def forward(self, features):
@@ -42,7 +42,7 @@ class DenseBlock(nn.ModuleDict):
 class Transition(nn.Sequential):
     def __init__(self, cin, cout):
         super().__init__(OrderedDict([
-            ("norm", nn.BatchNorm2d(cin)), ("relu", nn.ReLU()),
+            ("norm", nn.BatchNorm2d(cin)), ("relu", nn.ReLU(inplace=True)),
             ("conv", nn.Conv2d(cin, cout, 1, bias=False)), ("pool", nn.AvgPool2d(2, stride=2)),
         ]))
 
@@ -53,7 +53,7 @@ class DenseNet(nn.Module):
         super().__init__()
         layers = OrderedDict([
             ("conv0", nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)),
-            ("norm0", nn.BatchNorm2d(num_init_features)), ("relu0", nn.ReLU()),
+            ("norm0", nn.BatchNorm2d(num_init_features)), ("relu0", nn.ReLU(inplace=True)),
             ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),
         ])
         c = num_init_features
@@ -65,7 +65,7 @@ class DenseNet(nn.Module):
                 c //= 2
         layers["norm5"] = nn.BatchNorm2d(c)
         self.features = nn.Sequential(layers)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Linear(c, num_classes)
 

@@ -22,7 +22,7 @@ def conv_bn_act(cin, cout, kernel_size=3, stride=1, groups=1, act=nn.ReLU6):
     """Conv (no bias) + BN + activation, torchvision's ``Conv2dNormActivation``."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout), act(),
+        nn.BatchNorm2d(cout), act(inplace=True),
     )
 
 

@@ -45,7 +45,7 @@ class BasicBlock(nn.Module):
                              "replace_stride_with_dilation needs Bottleneck blocks (resnet50)")
         self.conv1 = conv3x3(cin, planes, stride)
         self.bn1 = norm_layer(planes)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = norm_layer(planes)
         self.downsample = downsample
@@ -54,7 +54,8 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
+        out.add_(shortcut)  # torchvision's ``out += identity``: in place, recorded in the graph
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -75,7 +76,7 @@ class Bottleneck(nn.Module):
         self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, planes * 4)
         self.bn3 = norm_layer(planes * 4)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
     def forward(self, x):
@@ -83,7 +84,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
+        out.add_(shortcut)  # torchvision's ``out += identity``
+        return self.relu(out)
 
 
 class ResNet(nn.Module):
@@ -126,7 +128,7 @@ class ResNet(nn.Module):
         else:
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(width)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, width, layers[0])
         dilate = [bool(d) for d in replace_stride_with_dilation]

@@ -4,14 +4,14 @@ from .module import Module
 
 
 class ReLU(Module):
-    """``max(x, 0)`` elementwise. (``inplace`` is accepted for PyTorch compatibility and ignored.)"""
+    """``max(x, 0)`` elementwise; ``inplace=True`` writes it into the input (``F.relu(x, inplace=True)``)."""
 
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
 
     def forward(self, x):
-        return F.relu(x)
+        return F.relu(x, inplace=self.inplace)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
@@ -37,7 +37,7 @@ class Hardtanh(Module):
         self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
 
     def forward(self, x):
-        return F.hardtanh(x, self.min_val, self.max_val)
+        return F.hardtanh(x, self.min_val, self.max_val, inplace=self.inplace)
 
     def extra_repr(self):
         return f"min_val={self.min_val}, max_val={self.max_val}"
