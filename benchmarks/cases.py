@@ -25,6 +25,19 @@ CONV_LAYERS = [
     (8, 128, 56, 56, 128, 3, 1, 1, 128),  # depthwise
 ]
 
+# MobileNetV2 at 224×224, batch 4 (the models table's row): its 3×3 depthwise stride-2 layers and its
+# 1×1 expansion / projection layers, on their own rows
+MOBILENET_LAYERS = [
+    (4, 96, 112, 112, 96, 3, 2, 1, 96),   # block 2's depthwise, stride 2
+    (4, 144, 56, 56, 144, 3, 2, 1, 144),  # block 4's depthwise, stride 2
+    (4, 24, 56, 56, 144, 1, 1, 0, 1),     # 1×1 expansion
+    (4, 144, 56, 56, 24, 1, 1, 0, 1),     # 1×1 projection
+    (4, 960, 7, 7, 160, 1, 1, 0, 1),      # 1×1 projection on a 7×7 map
+]
+
+# a wide layer on a small map (ResNet-18's last stage at 32×32 input, batch 32): the small-maps backward
+SMALL_MAP_LAYERS = [(32, 512, 4, 4, 512, 3, 1, 1, 1)]
+
 # 1-D layers of the time-series networks (batch 16, padding "same"): (N, Cin, L, Cout, k, where)
 CONV1D_LAYERS = [
     (16, 1, 150, 128, 8, "FCN-1D block 1, GunPoint"),
@@ -303,6 +316,9 @@ def suite(quick=False):
     for layer in layers:
         cases.append(conv_case(layer, backward=False))
         cases.append(conv_case(layer, backward=True))
+    if not quick:
+        for layer in MOBILENET_LAYERS + SMALL_MAP_LAYERS:
+            cases += [conv_case(layer, backward=False), conv_case(layer, backward=True)]
     if not quick:  # the CPU kernel variants side by side, where both apply (3×3, stride 1)
         for layer in CONV_LAYERS[2:4] + CONV_LAYERS[5:6]:
             cases += [conv_case(layer, backward=False, algorithm=a) for a in ("im2col", "winograd", "winograd4")]
