@@ -405,3 +405,17 @@ def test_conv2d_same_padding_with_padding_modes_matches_torch(mode, k, d):
         warnings.simplefilter("ignore")
         want = theirs(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(ours(mc.tensor(x)).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emu"])
+def test_init_draws_in_chunks_the_values_of_one_draw(monkeypatch, device):
+    """uniform_/normal_ fill a tensor chunk by chunk (no float64 copy of a whole large weight): the
+    values equal those of one draw of the whole size from the same generator, cast to the dtype."""
+    from minicnn.nn import init
+
+    monkeypatch.setattr(init, "_DRAW_CHUNK", 7)
+    for fill, draw in ((lambda t, g: init.uniform_(t, -0.3, 0.5, generator=g), lambda r: r.uniform(-0.3, 0.5, 55)),
+                       (lambda t, g: init.normal_(t, 0.1, 2.0, generator=g), lambda r: r.normal(0.1, 2.0, 55))):
+        t = mc.Tensor(np.zeros((5, 11), np.float32), device=device)
+        fill(t, np.random.default_rng(3))
+        np.testing.assert_array_equal(t.numpy(), draw(np.random.default_rng(3)).astype(np.float32).reshape(5, 11))

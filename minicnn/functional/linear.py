@@ -8,22 +8,28 @@ class Linear(Function):
     Shapes: x (*, in), W (out, in), b (out,), y (*, out).
     Backward (X, gY: the leading axes flattened to rows):
         gx = gy W,   gW = gYᵀ X,   gb = Σ_rows gY.
+    The products are the device kernels ``linear_forward``/``linear_backward`` (on the CPU split over
+    the threads for large weights, ``kernels/cpu/linear.py``).
     """
 
-    fresh_grads = True  # matmul and sum return new arrays (see Function)
+    fresh_grads = True  # the kernels return new arrays (see Function)
 
     @staticmethod
     def forward(ctx, x, W, b=None):
         ctx.save_for_backward(x, W)
         ctx.has_bias = b is not None
-        y = x @ W.T
-        if b is not None:
-            y = y + b
-        return y
+        if x.ndim == 2 and x.dtype == W.dtype and (b is None or b.dtype == W.dtype):
+            return ctx.kernels.linear_forward(x, W, b)
+        y = x @ W.T  # other ranks and mixed dtypes: NumPy's broadcasting and promotion rules
+        return y if b is None else y + b
 
     @staticmethod
     def backward(ctx, gy):
         x, W = ctx.saved
+        if x.ndim == 2 and x.dtype == W.dtype == gy.dtype:
+            needs = tuple(ctx.needs_input_grad) + (False,) * (3 - len(ctx.needs_input_grad))
+            gx, gW, gb = ctx.kernels.linear_backward(x, W, gy, (needs[0], needs[1], ctx.has_bias and needs[2]))
+            return (gx, gW, gb) if ctx.has_bias else (gx, gW)
         gx = gy @ W
         g2 = gy.reshape(-1, gy.shape[-1])
         gW = g2.T @ x.reshape(-1, x.shape[-1])

@@ -51,14 +51,34 @@ def _fill(tensor, values):
     return tensor
 
 
+#: random values are drawn (in float64) and stored this many at a time: a whole VGG-11 classifier
+#: weight (102.8 M values) drawn at once took 822 MB of float64 plus a 411 MB float32 copy
+_DRAW_CHUNK = 1 << 20
+
+
+def _fill_drawn(tensor, draw):
+    """Fill ``tensor`` in C order with ``draw(n)`` (n float64 values from the generator), one chunk at
+    a time: the same values as one draw of the whole size (the generator's stream is sequential),
+    with ``_DRAW_CHUNK`` temporaries instead of two arrays of the tensor's size."""
+    flat = tensor.data.reshape(-1)  # parameters are contiguous: a view
+    if flat.base is None and tensor.data.size:  # not a view (a non-contiguous tensor): fill whole
+        return _fill(tensor, draw(tensor.data.size).reshape(tensor.shape))
+    for i in range(0, flat.size, _DRAW_CHUNK):
+        n = min(_DRAW_CHUNK, flat.size - i)
+        flat[i:i + n] = tensor.device.from_numpy(draw(n).astype(tensor.dtype, copy=False))
+    return tensor
+
+
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b)."""
-    return _fill(tensor, get_rng(generator).uniform(a, b, size=tensor.shape))
+    rng = get_rng(generator)
+    return _fill_drawn(tensor, lambda n: rng.uniform(a, b, size=n))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std²)."""
-    return _fill(tensor, get_rng(generator).normal(mean, std, size=tensor.shape))
+    rng = get_rng(generator)
+    return _fill_drawn(tensor, lambda n: rng.normal(mean, std, size=n))
 
 
 def constant_(tensor, val):
