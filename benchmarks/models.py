@@ -13,8 +13,8 @@ median of 5 calls (3 with ``--quick``), ``OMP_WAIT_POLICY=PASSIVE``, PyTorch on 
 threads. Ratio = PyTorch ms / minicnn ms (> 1: minicnn faster).
 
 Peak memory is measured the same way for both libraries: a fresh ``spawn`` child imports only
-its library, runs one training step and one eval forward of a tiny conv-BN-ReLU-pool-linear
-network in it (``_warm_library``: loads the library's compute code, Numba's LLVM and cached
+its library, runs one training step and one eval forward of a tiny network in it (the common
+layer types, ``_warm_library``: loads the library's compute code, Numba's LLVM and cached
 kernels for minicnn, about 130 MiB resident here, which PyTorch maps at import), takes its
 resident set size as the baseline (resetting the kernel's peak-RSS mark to it, Linux
 ``/proc/self/clear_refs``), builds the model (its own random init) and the input, runs the mode's
@@ -229,24 +229,37 @@ def _reset_peak_rss():
 
 
 def _warm_library(framework, torch=None):
-    """One training step and one eval forward of a tiny network (conv, BN, ReLU, max pool, linear,
-    cross-entropy, SGD momentum) in ``framework``, so that the library's compute code is loaded before
-    the memory baseline: Numba loads its LLVM and cached kernels on first use (about 130 MiB of
-    resident code here), PyTorch maps its kernels at import. A few KiB of data stay allocated."""
+    """One training step and one eval forward of a tiny network in ``framework`` (3×3 and strided
+    1×1 convolutions, BN, ReLU, max pool, a transposed convolution, a concatenation, a residual
+    add, global average pool, linear, cross-entropy, SGD momentum), so that the library's compute
+    code is loaded before the memory baseline: Numba loads its LLVM and cached kernels on first
+    use (about 130 MiB of resident code here), PyTorch maps its kernels at import. A few KiB of
+    data stay allocated."""
     r = np.random.default_rng(0)
     x, y = r.standard_normal((2, 3, 8, 8), dtype=np.float32), np.array([0, 1])
     if framework == "torch":
-        nn = torch.nn
-        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(64, 2))
-        train, evaluate = _their_steps(torch, model, x, y)
+        nn, cat = torch.nn, torch.cat
     else:
+        import minicnn.functional as F
         from minicnn import nn
-        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(64, 2))
-        train, evaluate = _our_steps(model, x, y)
-    train()
-    evaluate()
+        cat = F.cat
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+            self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(4, 4, 1, stride=2))
+            self.up = nn.ConvTranspose2d(4, 4, 4, stride=4)
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+        def forward(self, x):
+            a = self.conv(x)
+            b = self.up(self.down(a))
+            return self.head(cat([a, b + a], 1))
+
+    steps = _their_steps(torch, Tiny(), x, y) if framework == "torch" else _our_steps(Tiny(), x, y)
+    for step in steps:
+        step()
 
 
 def _memory_child(name, framework, mode, queue):

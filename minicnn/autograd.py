@@ -64,8 +64,8 @@ class Context:
         self.inputs = inputs  # the input Tensors
         # the nodes that made them, taken now: an in-place op later re-points a tensor's ``_node``
         # at itself (see Function.apply_inplace), but this op consumed the value before it
-        self.parents = tuple(t._node for t in inputs)
-        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        self.parents = tuple([t._node for t in inputs])
+        self.needs_input_grad = tuple([t.requires_grad for t in inputs])
         self.saved = ()
         self.n_outputs = 1
         self.output_shapes = ()
@@ -110,33 +110,42 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor, as_tensor_like, float_promoted
-
-        ref = next((t for t in inputs if isinstance(t, Tensor)), None)
+        # plain loops and no per-call import: this runs once per op (forward + bookkeeping of a
+        # 4-element add: 11.2 µs with generator expressions and the import, measured 2026-12-07)
+        T = _tensor_module or _load_tensor_module()
+        Tensor = T.Tensor
+        ref = None
+        for t in inputs:
+            if isinstance(t, Tensor):
+                ref = t
+                break
         if ref is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor input")
+        device = ref.device
         tensors = []
         for i, t in enumerate(inputs):
             if isinstance(t, Tensor):
-                if t.device != ref.device:
+                if t.device is not device and t.device != device:
                     raise ValueError(
                         f"{cls.__name__}: input {i} is on {t.device.name}, input 0 on "
-                        f"{ref.device.name}; move them to one device with .to()"
+                        f"{device.name}; move them to one device with .to()"
                     )
                 tensors.append(t)
             else:
-                tensors.append(as_tensor_like(t, ref))
+                tensors.append(T.as_tensor_like(t, ref))
         if cls.float_inputs:
-            tensors = [float_promoted(t) for t in tensors]
-        ctx = Context(cls, ref.device, tuple(tensors))
+            tensors = [T.float_promoted(t) for t in tensors]
+        tensors = tuple(tensors)
+        ctx = Context(cls, device, tensors)
+        arrays = [t.data for t in tensors]
         hook = _profiler_hook
         if hook is None:
-            out = cls.forward(ctx, *(t.data for t in tensors), **params)
+            out = cls.forward(ctx, *arrays, **params)
         else:
-            out = hook.forward(cls, ctx, tuple(t.data for t in tensors), params)
+            out = hook.forward(cls, ctx, tuple(arrays), params)
         multi = isinstance(out, tuple)
         outs = out if multi else (out,)
-        record = is_grad_enabled() and any(ctx.needs_input_grad)
+        record = is_grad_enabled() and True in ctx.needs_input_grad
         results = []
         for k, a in enumerate(outs):
             differentiable = record and a.dtype.kind == "f"
@@ -147,14 +156,13 @@ class Function:
             results.append(t)
         if record:
             ctx.n_outputs = len(outs)
-            ctx.output_shapes = tuple(a.shape for a in outs)
-            ctx.output_dtypes = tuple(a.dtype for a in outs)
+            ctx.output_shapes = tuple([a.shape for a in outs])
+            ctx.output_dtypes = tuple([a.dtype for a in outs])
             if ctx.saved:
                 ctx.saved_versions = _versions_of_saved(ctx, tensors, results)
         else:
             ctx.inputs = ctx.parents = ()  # nothing will walk back through this node
         return tuple(results) if multi else results[0]
-
 
     @classmethod
     def apply_inplace(cls, target, *inputs, op_name=None, **params):
@@ -185,6 +193,18 @@ class Function:
         if is_grad_enabled():  # under no_grad the tensor keeps its place in the graph (PyTorch's rule)
             target._node, target.requires_grad = out._node, out.requires_grad
         return target
+
+
+_tensor_module = None
+
+
+def _load_tensor_module():
+    """``minicnn.tensor`` (imported on first use: it imports this module)."""
+    global _tensor_module
+    import importlib
+
+    _tensor_module = importlib.import_module(".tensor", __package__)  # (``minicnn.tensor`` is also a function)
+    return _tensor_module
 
 
 def _view_version(a, inputs):

@@ -119,7 +119,7 @@ def _yolo_decode(model, conf_threshold=0.005):
 # S = 8 over a stride-16 backbone: one 8×8 feature-map position per 16-px cell of the 128-px canvas;
 # a 1×1 reduction to 32 channels keeps the flattened input (8·8·32 = 2048) no wider than the hidden layer
 _YOLO_MODEL = dict(S=8, B=2, width=16, hidden=2048, dropout=0.0, stride=16, reduce=32)
-_YOLO_RECIPE = dict(epochs=28, batch_size=32, lr=2e-3, images_per_epoch=4096, warmup=200, weight_decay=0.0,
+_YOLO_RECIPE = dict(epochs=36, batch_size=32, lr=2e-3, images_per_epoch=4096, warmup=200, weight_decay=0.0,
                     pretrain_epochs=2, pretrain_images=12000, max_grad_norm=None, model=_YOLO_MODEL)
 register_detector("yolo_v1", Detector(
     build=_yolo_build, loss=_yolo_loss, decode=_yolo_decode, grid=lambda model: (model.S, model.B),

@@ -50,6 +50,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ..optim_checks import check_step_arrays
 from ._threads import over_chunks
 
 KERNELS = ("sgd_step", "adam_step", "rmsprop_step")
@@ -152,21 +153,8 @@ def rmsprop_step_raw(p, g, s, ga, buf, neg_lr, alpha, one_minus_alpha, w, w_from
 # ---- wrappers: checks, scalars rounded to the parameter's dtype, the task split -----------------
 
 def _check(op, param, **arrays):
-    """ValueError/TypeError unless ``param`` and every array given is C-contiguous float32/float64
-    of ``param``'s dtype and size (None entries are skipped)."""
-    if not isinstance(param, np.ndarray) or param.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{op}: param must be a float32 or float64 array, got {type(param).__name__} "
-                        f"of dtype {getattr(param, 'dtype', None)}")
-    for name, a in dict(param=param, **arrays).items():
-        if a is None:
-            continue
-        if not isinstance(a, np.ndarray) or a.dtype != param.dtype:
-            raise TypeError(f"{op}: {name} must be an array of param's dtype {param.dtype}, got "
-                            f"{type(a).__name__} of dtype {getattr(a, 'dtype', None)}")
-        if a.size != param.size or not a.flags.c_contiguous:
-            raise ValueError(f"{op}: {name} must be C-contiguous with param's {param.size} elements "
-                             f"(param shape {param.shape}), got shape {a.shape}"
-                             f"{'' if a.flags.c_contiguous else ', not contiguous'}")
+    """:func:`~kernels.optim_checks.check_step_arrays` for NumPy arrays."""
+    check_step_arrays(op, param, np.ndarray, "numpy", **arrays)
 
 
 def _lerp_weight(w, dtype):

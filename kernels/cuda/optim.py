@@ -7,27 +7,16 @@ optional state array as a null pointer.
 """
 import numpy as np
 
+from ..optim_checks import check_step_arrays
+
 KERNELS = ("sgd_step", "adam_step", "rmsprop_step")
 
 _CU = "optim.cu"
 
 
 def _check(be, op, param, **arrays):
-    """TypeError/ValueError unless every array given (None skipped) is a C-contiguous array of
-    ``be``'s array type, of ``param``'s dtype (float32/float64) and size."""
-    if not isinstance(param, be.xp.ndarray) or param.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{op}: param must be a float32 or float64 {be.xp.__name__} array, got "
-                        f"{type(param).__name__} of dtype {getattr(param, 'dtype', None)}")
-    for name, a in dict(param=param, **arrays).items():
-        if a is None:
-            continue
-        if not isinstance(a, be.xp.ndarray) or a.dtype != param.dtype:
-            raise TypeError(f"{op}: {name} must be a {be.xp.__name__} array of param's dtype {param.dtype}, got "
-                            f"{type(a).__name__} of dtype {getattr(a, 'dtype', None)}")
-        if a.size != param.size or not a.flags.c_contiguous:
-            raise ValueError(f"{op}: {name} must be C-contiguous with param's {param.size} elements "
-                             f"(param shape {param.shape}), got shape {a.shape}"
-                             f"{'' if a.flags.c_contiguous else ', not contiguous'}")
+    """:func:`~kernels.optim_checks.check_step_arrays` for ``be``'s arrays."""
+    check_step_arrays(op, param, be.xp.ndarray, be.xp.__name__, **arrays)
 
 
 def _lerp_weight(w, dtype):

@@ -118,11 +118,7 @@ class BatchNorm(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        x, mean, inv_std, weight = ctx.saved
-        needs = _affine_needs(ctx)
-        if x.size == 0:
-            return _affine_grads(ctx, *_empty_grads(ctx, x, needs))
-        return _affine_grads(ctx, *ctx.kernels.batch_norm_backward(gy, x, mean, inv_std, weight, needs, True))
+        return _batch_norm_grads(ctx, gy, batch_stats=True)
 
 
 class BatchNormEval(Function):
@@ -148,12 +144,19 @@ class BatchNormEval(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        x, mean, inv_std, weight = ctx.saved
-        needs = _affine_needs(ctx)
-        if gy.size == 0:
-            return _affine_grads(ctx, *_empty_grads(ctx, gy, needs))
-        return _affine_grads(ctx, *ctx.kernels.batch_norm_backward(gy, gy if x is None else x, mean, inv_std,
-                                                                   weight, needs, False))
+        return _batch_norm_grads(ctx, gy, batch_stats=False)
+
+
+def _batch_norm_grads(ctx, gy, batch_stats):
+    """What :class:`BatchNorm` (``batch_stats``: the statistics were the batch's) and
+    :class:`BatchNormEval` return: ``batch_norm_backward`` on the saved (x, μ, 1/σ, γ), empty or zero
+    gradients for an empty input. (An eval op that needs no gγ saved no x: gy stands in for it.)"""
+    x, mean, inv_std, weight = ctx.saved
+    needs = _affine_needs(ctx)
+    if gy.size == 0:
+        return _affine_grads(ctx, *_empty_grads(ctx, gy, needs))
+    grads = ctx.kernels.batch_norm_backward(gy, gy if x is None else x, mean, inv_std, weight, needs, batch_stats)
+    return _affine_grads(ctx, *grads)
 
 
 def _channel_view(t, ndim, axis=1):
