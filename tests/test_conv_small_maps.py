@@ -37,7 +37,7 @@ def _arrays(g, dtype, seed):
     return x, W, gy
 
 
-@settings(deadline=None, max_examples=40)
+@settings(deadline=None)
 @given(geometries(), st.integers(0, 2**16))
 def test_small_maps_backward_matches_reference(monkeypatch, g, seed):
     """gx and gW through the three entry points (both at once, each alone) with the path forced,

@@ -20,7 +20,7 @@ def _t(a, device="cpu", grad=False):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@settings(deadline=None, max_examples=15)
+@settings(deadline=None)
 @given(shape=st.sampled_from([(5,), (2, 3), (2, 3, 4)]), seed=st.integers(0, 2**16))
 def test_relu_inplace_gradients_equal_pytorch(device, shape, seed):
     """w → a = w·k → s = a + c (before) → relu_(a) → loss = Σ s·p + Σ a·q: the sum consumed the old

@@ -9,7 +9,7 @@ from minicnn.device import get_device
 from minicnn.kernels.cpu import linear as L
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None)
 @given(R=st.integers(1, 9), n_in=st.integers(1, 70), n_out=st.integers(1, 90), bias=st.booleans(),
        needs=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
 @pytest.mark.parametrize("split", [False, True])
