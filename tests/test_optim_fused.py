@@ -10,7 +10,7 @@ kernels' argument errors.
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import minicnn as mc
@@ -27,8 +27,10 @@ DTYPES = [np.float32, np.float64]
 STEPS = 5
 #: ours vs PyTorch: within this many ulp of the largest parameter. PyTorch's own sqrt is not
 #: correctly rounded on every CPU (its float32 AVX-512 sqrt is off by up to 0.73 ulp), which
-#: leaves Adam and RMSprop 1-2 ulp apart; SGD agrees to the bit on CPUs with FMA.
-TORCH_ULPS = 8
+#: leaves Adam and RMSprop 1-2 ulp apart a step; centered RMSprop divides by √(v − ḡ²), whose
+#: cancellation amplifies that (8.4 ulp after 5 steps at lr 0.3, α 0.3, momentum 0.5: the pinned
+#: example). SGD agrees to the bit on CPUs with FMA.
+TORCH_ULPS = 16
 
 
 # ---- the formulas, stated in NumPy (float64) ------------------------------------------------------
@@ -150,6 +152,7 @@ def test_adam_adamw_match_torch_and_formula(kind, lr, betas, eps, weight_decay, 
 
 @given(lrs, st.sampled_from([0.99, 0.9, 0.3]), weight_decays, st.sampled_from([0.0, 0.5]), st.booleans(),
        st.booleans())
+@example(lr=0.3, alpha=0.3, weight_decay=0.1, momentum=0.5, centered=True, maximize=True)
 def test_rmsprop_matches_torch_and_formula(lr, alpha, weight_decay, momentum, centered, maximize):
     check_kind("rmsprop", dict(lr=lr, alpha=alpha, eps=1e-8, weight_decay=weight_decay, momentum=momentum,
                                centered=centered, maximize=maximize))
