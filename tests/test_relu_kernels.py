@@ -51,6 +51,9 @@ def test_relu_kernels_match_reference(shape, dtype, data):
     y = CPU.relu_forward(x)
     np.testing.assert_array_equal(y, R.relu_forward(x))
     np.testing.assert_array_equal(CPU.relu_backward(gy, y), R.relu_backward(gy, y))
+    inplace = np.ascontiguousarray(x).copy()  # the one-array in-place kernel
+    assert CPU.relu_forward(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, R.relu_forward(x))
 
 
 def test_relu_chunked_path_matches_numpy():

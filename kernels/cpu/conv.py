@@ -434,8 +434,9 @@ def _is_depthwise3x3(W_shape, C_in, stride, dilation):
 
 
 #: ``None``: choose per shape (the table in the module docstring); ``"im2col"``, ``"winograd"``
-#: (F(2×2, 3×3)) or ``"winograd4"`` (F(4×4, 3×3)) forces a path where it applies (benchmarks and
-#: tests set it to compare the variants; a forced Winograd still yields to im2col for values out of
+#: (F(2×2, 3×3)), ``"winograd4"`` (F(4×4, 3×3)) or ``"small_maps"`` (the whole-batch backward of
+#: ``conv_small_maps.py``, any one-group layer) forces a path where it applies (benchmarks and tests
+#: set it to compare the variants; a forced Winograd still yields to im2col for values out of
 #: ``winograd_in_range``)
 FORCE_ALGORITHM = None
 

@@ -1,7 +1,7 @@
 """Launch wrappers of ``activation.cu`` (same names and signatures as ``kernels/cpu/activation.py``, plus ``be``)."""
 import numpy as np
 
-KERNELS = ("relu_forward", "relu_backward")
+KERNELS = ("relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward")
 
 _CU = "activation.cu"
 
@@ -20,4 +20,23 @@ def relu_backward(be, gy, y):
     gy, y = be.xp.ascontiguousarray(gy), be.xp.ascontiguousarray(y)
     gx = be.xp.empty_like(gy)
     be.function(_CU, "relu_backward", gy.dtype)(be.grid_1d(gy.size), (be.BLOCK,), (gy, y, gx, np.int64(gy.size)))
+    return gx
+
+
+def hardtanh_forward(be, x, lo, hi, out=None):
+    """y = clamp(x, lo, hi): one thread per element; into ``out`` when given (may be x itself)."""
+    x = be.xp.ascontiguousarray(x)
+    y = be.xp.empty_like(x) if out is None else out
+    t = x.dtype.type
+    be.function(_CU, "hardtanh_forward", x.dtype)(be.grid_1d(x.size), (be.BLOCK,), (x, y, t(lo), t(hi), np.int64(x.size)))
+    return y
+
+
+def hardtanh_backward(be, gy, y, lo, hi):
+    """gx = gy · [lo < y < hi]: one thread per element."""
+    gy, y = be.xp.ascontiguousarray(gy), be.xp.ascontiguousarray(y)
+    gx = be.xp.empty_like(gy)
+    t = gy.dtype.type
+    be.function(_CU, "hardtanh_backward", gy.dtype)(be.grid_1d(gy.size), (be.BLOCK,),
+                                                    (gy, y, gx, t(lo), t(hi), np.int64(gy.size)))
     return gx

@@ -1,7 +1,11 @@
-"""Reference ReLU kernels: plain loops (the oracle of ``kernels/cpu/activation.py`` and ``activation.cu``).
+"""Reference ReLU and hardtanh kernels: plain loops (the oracle of ``kernels/cpu/activation.py`` and
+``activation.cu``).
 
 PyTorch's conventions: ``y = 0 if x <= 0 else x`` (a NaN passes through), and the gradient is
-``gx = 0 if y <= 0 else gy`` (``threshold_backward`` on the output).
+``gx = 0 if y <= 0 else gy`` (``threshold_backward`` on the output). Hardtanh (relu6 is
+hardtanh(0, 6)): ``y = lo if x <= lo, hi if x >= hi, else x`` (a NaN passes through), and
+``gx = gy if lo < y < hi else 0``: from the output, since lo < y < hi exactly when lo < x < hi
+(and a NaN gets 0, as PyTorch's ``hardtanh_backward`` on the input gives).
 """
 import numpy as np
 
@@ -21,4 +25,23 @@ def relu_backward(gy, y):
     gx = np.empty_like(g)
     for i in range(g.size):
         gx[i] = 0 if yf[i] <= 0 else g[i]
+    return gx.reshape(gy.shape)
+
+
+def hardtanh_forward(x, lo, hi):
+    """y = lo where x ≤ lo, hi where x ≥ hi, else x (a NaN passes through); x's shape and dtype."""
+    flat = np.ascontiguousarray(x).ravel()
+    y = np.empty_like(flat)
+    for i in range(flat.size):
+        v = flat[i]
+        y[i] = lo if v <= lo else (hi if v >= hi else v)
+    return y.reshape(x.shape)
+
+
+def hardtanh_backward(gy, y, lo, hi):
+    """gx = gy where lo < y < hi, else 0 (y is the forward's output)."""
+    g, yf = np.ascontiguousarray(gy).ravel(), np.ascontiguousarray(y).ravel()
+    gx = np.empty_like(g)
+    for i in range(g.size):
+        gx[i] = g[i] if lo < yf[i] < hi else 0
     return gx.reshape(gy.shape)

@@ -55,18 +55,32 @@ class LeakyReLU(Function):
 
 
 class Hardtanh(Function):
-    """y = clamp(x, lo, hi);  gx = gy · [lo < x < hi] (relu6 is hardtanh(0, 6)). ``inplace``: y
-    is written into x (the backward needs only the mask, taken before)."""
+    """y = clamp(x, lo, hi);  gx = gy · [lo < x < hi] = gy · [lo < y < hi], from the saved output
+    (relu6 is hardtanh(0, 6)); device kernels ``hardtanh_forward``/``hardtanh_backward`` for
+    float32/float64. ``inplace``: y is written into x (the backward needs only y)."""
+
+    fresh_grads = True
 
     @staticmethod
     def forward(ctx, x, min_val=-1.0, max_val=1.0, inplace=False):
-        ctx.save_for_backward((x > min_val) & (x < max_val))
-        y = ctx.xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
-        return _written_into(x, y) if inplace else y
+        if not is_kernel_float(x.dtype):  # ints, float16: no kernel, the mask saved
+            ctx.save_for_backward((x > min_val) & (x < max_val))
+            y = ctx.xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
+            return _written_into(x, y) if inplace else y
+        ctx.bounds = (min_val, max_val)
+        if inplace and not x.flags.c_contiguous:
+            y = _written_into(x, ctx.kernels.hardtanh_forward(x, min_val, max_val))
+        else:
+            y = ctx.kernels.hardtanh_forward(x, min_val, max_val, out=x if inplace else None)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        return gy * ctx.saved[0]
+        (saved,) = ctx.saved
+        if saved.dtype == bool:
+            return gy * saved
+        return ctx.kernels.hardtanh_backward(gy, saved, *ctx.bounds)
 
 
 def _written_into(x, y):
