@@ -55,7 +55,7 @@ GAN_TRAINER_KWARGS = {
 # (epochs, batch size, learning rate, training images (None: all)) per model and dataset, chosen so a run
 # takes <= 20 minutes on 2 cores
 GAN_RECIPES = {
-    ("dcgan", "fashion-mnist"): (8, 64, 2e-4, None), ("dcgan", "digits"): (60, 64, 2e-4, None),
+    ("dcgan", "fashion-mnist"): (14, 64, 2e-4, None), ("dcgan", "digits"): (60, 64, 2e-4, None),
     ("stylegan", "fashion-mnist"): (4, 32, 2e-3, 10000), ("stylegan", "digits"): (12, 32, 5e-4, None),
     ("pix2pix", "edges-fashion"): (4, 16, 2e-4, 8000), ("pix2pix", "nuclei"): (60, 4, 2e-4, None),
     ("cyclegan", "sneaker-boot"): (4, 4, 2e-4, 2000), ("cyclegan", "digits-fashion"): (4, 4, 2e-4, 2000),
