@@ -337,6 +337,10 @@ def backward(root, grad=None):
             )
         grad = xp.ones_like(root.data)
     grads = {}  # id(ctx) -> list of output gradients
+    # (id(ctx), output index) of the pending gradients that only the engine holds (a kernel's fresh
+    # array, ``_handed_over``, or a sum the engine made): a second contribution is added into them
+    # in place, where a new array per sum cost a pass and fresh pages at every residual block
+    mutable = set()
     root_ctx, k = root._node
     grads[id(root_ctx)] = [None] * root_ctx.n_outputs
     grads[id(root_ctx)][k] = grad
@@ -344,6 +348,8 @@ def backward(root, grad=None):
         gys = grads.pop(id(ctx), None)
         if gys is None:
             continue
+        for j in range(len(gys)):
+            mutable.discard((id(ctx), j))
         if ctx.saved_versions:
             _check_versions(ctx)
         # an output that received no gradient contributes zeros; integer outputs (argmax
@@ -374,8 +380,22 @@ def backward(root, grad=None):
             if parent is None:
                 t._accumulate(gx, owned=owned or _handed_over(ctx, gx, gxs, gys))
             else:
+                if t._retain_grad:  # (copies gx: before gx may become a sum below)
+                    t._accumulate(gx)
                 parent, j = parent
                 slot = grads.setdefault(id(parent), [None] * parent.n_outputs)
-                slot[j] = gx if slot[j] is None else slot[j] + gx
-                if t._retain_grad:
-                    t._accumulate(gx)
+                key, held = (id(parent), j), slot[j]
+                gx_owned = owned or _handed_over(ctx, gx, gxs, gys)
+                if held is None:
+                    slot[j] = gx
+                    if gx_owned:
+                        mutable.add(key)
+                elif key in mutable:
+                    held += gx
+                elif gx_owned:
+                    gx += held
+                    slot[j] = gx
+                    mutable.add(key)
+                else:
+                    slot[j] = held + gx
+                    mutable.add(key)

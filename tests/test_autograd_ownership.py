@@ -201,3 +201,27 @@ def test_leaf_root_backward_copies_the_users_gradient():
     x.backward(g)
     g[:] = 9
     np.testing.assert_array_equal(x.grad.numpy(), 1)
+
+
+# ---- sums of pending gradients, added in place when the engine alone holds them ----------------------
+@pytest.mark.parametrize("device", ["cpu", "cuda-emu"])
+def test_pending_gradient_sums_equal_pytorch_and_leave_inputs_alone(device):
+    """h receives three gradients: from ReLU and Linear (fresh arrays the engine may add into) and
+    from Add (the incoming gradient itself, which it must not change); the user's gy and the
+    forward values stay as they were, and W's gradient equals PyTorch's (float64)."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(5)
+    x, w, v, gy = r.standard_normal((4, 3)), r.standard_normal((5, 3)), r.standard_normal((5, 5)), r.standard_normal((4, 5))
+    X, W, V = (mc.Tensor(a, device=device, requires_grad=(a is not x)) for a in (x, w, v))
+    h = F.linear(X, W)
+    h_before = h.numpy().copy()
+    out = F.relu(h) + F.linear(h, V) + h  # h's three consumers
+    gy_arr = X.device.xp.asarray(gy.copy())
+    out.backward(mc.Tensor(gy_arr, device=device))
+    tx, tw, tv = torch.tensor(x), torch.tensor(w, requires_grad=True), torch.tensor(v, requires_grad=True)
+    th = tx @ tw.T
+    (torch.relu(th) + th @ tv.T + th).backward(torch.tensor(gy))
+    np.testing.assert_allclose(W.grad.numpy(), tw.grad.numpy(), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(V.grad.numpy(), tv.grad.numpy(), rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(mc.Tensor(gy_arr, device=device).numpy(), gy)  # the user's gy unchanged
+    np.testing.assert_array_equal(h.numpy(), h_before)
