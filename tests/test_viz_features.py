@@ -154,3 +154,22 @@ def test_example_12_draws_receptive_fields_and_padding_stride(tmp_path):
     assert sizes == [(7 + 2 * p - d * 2 - 1) // s + 1 for p, s, d in ((0, 1, 1), (1, 1, 1), (1, 2, 1), (0, 1, 2))]
     for name in ("receptive_field.png", "padding_stride.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_recorded_maps_are_the_layer_outputs_before_an_inplace_relu():
+    """ResNet's bn1 is followed by ReLU(inplace=True): the recorded map keeps bn1's negative values
+    (relu's map is its positive part), and Grad-CAM on bn1 (whose output the recorder replaces by a
+    leaf copy) runs through the in-place ReLU after it."""
+    from minicnn.models import resnet18
+    from minicnn.viz.attribution import grad_cam
+    from minicnn.viz.features import feature_maps
+
+    mc.manual_seed(0)
+    model = resnet18(num_classes=4, small_input=True)
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    maps = feature_maps(model, x, ["bn1", "relu"])
+    assert (maps["bn1"] < 0).any()
+    np.testing.assert_array_equal(np.maximum(maps["bn1"], 0), maps["relu"])
+    cam = grad_cam(model, x, "bn1", class_idx=1)
+    assert np.isfinite(cam).all() and cam.shape[-2:] == (16, 16)

@@ -11,6 +11,7 @@ import contextlib
 import numpy as np
 
 from ..autograd import enable_grad, no_grad
+from ..functional import clone as _clone
 from ..tensor import Tensor
 from . import plots
 
@@ -71,16 +72,18 @@ def as_input(model, x, who, ndim=4):
 class _Recorder:
     """Forward hooks that keep the outputs of some layers (one call each) and remove themselves.
 
-    ``detach_for_grad=True`` replaces the output by a leaf copy that requires grad, so that
-    ``backward`` fills ``recorder.outputs[name].grad`` (the rest of the forward pass reads the copy).
+    ``detach_for_grad=True`` records a leaf copy of the output that requires grad, so that
+    ``backward`` fills ``recorder.outputs[name].grad`` (the rest of the forward pass reads a clone of
+    it); ``copy_outputs=True`` records a copy of the output array (later in-place ops, such as
+    ResNet's ReLU(inplace=True) after a batch norm, do not reach it), else the output itself.
     ``stop=True`` ends the forward pass after the last layer has run (nothing after it is computed).
     """
 
     class Stop(Exception):
         """Raised by a hook to end the forward pass early."""
 
-    def __init__(self, model, names, who, detach_for_grad=False, stop=False):
-        self.who, self.names, self.stop = who, list(names), stop
+    def __init__(self, model, names, who, detach_for_grad=False, stop=False, copy_outputs=False):
+        self.who, self.names, self.stop, self.copy_outputs = who, list(names), stop, copy_outputs
         self.outputs, self.calls = {}, {n: 0 for n in self.names}
         self.detach_for_grad = detach_for_grad
         self.handles = [get_layer(model, n, who).register_forward_hook(self._hook(n)) for n in self.names]
@@ -92,8 +95,15 @@ class _Recorder:
                 raise ValueError(f"{self.who}: layer {name!r} ({type(module).__name__}) returned "
                                  f"{type(output).__name__}, expected a Tensor")
             if self.detach_for_grad:
-                output = output.detach().requires_grad_()
-            self.outputs[name] = output
+                leaf = output.detach().requires_grad_()
+                self.outputs[name] = leaf
+                # the rest of the pass reads a copy of the leaf: an in-place op after the layer
+                # (ResNet's ReLU(inplace=True) after a batch norm) may not change a leaf
+                output = _clone(leaf)
+            elif self.copy_outputs:  # an in-place op after the layer would change the recorded map
+                self.outputs[name] = Tensor._from_array(output.data.copy(), output.device)
+            else:
+                self.outputs[name] = output
             if self.stop and all(self.calls.values()):
                 raise _Recorder.Stop
             return output if self.detach_for_grad else None
@@ -134,7 +144,7 @@ def feature_maps(model, x, layers=None, *, _who="feature_maps"):
     elif isinstance(layers, str):
         layers = [layers]
     with inspecting(model), no_grad():
-        rec = _Recorder(model, layers, _who)
+        rec = _Recorder(model, layers, _who, copy_outputs=True)
         rec.run(model, as_input(model, x, _who, ndim=None))
     return {n: rec.outputs[n].numpy() for n in layers}
 
