@@ -171,3 +171,25 @@ def test_inplace_relu_modules_train_like_out_of_place(device):
 def _fixed_weights(params):
     r = np.random.default_rng(7)
     return [r.standard_normal(p.shape) * 0.3 for p in params]
+
+
+@pytest.mark.parametrize("inplace_op,torch_op", [
+    (F.relu_, lambda t: torch.relu_(t)),
+    (lambda a: F.relu6(a, inplace=True), lambda t: torch.nn.functional.relu6(t, inplace=True))])
+def test_inplace_activation_of_a_strided_view(inplace_op, torch_op):
+    """A strided view (every other column) changed in place: the kernel's result is copied in, the
+    op still saves its output for backward, and the gradients equal PyTorch's (float64)."""
+    r = np.random.default_rng(3)
+    w, g = r.standard_normal((3, 6)) * 4, r.standard_normal((3, 3))
+    W = _t(w, grad=True)
+    a = W * 1.5
+    v = a[:, ::2]
+    assert not v.data.flags.c_contiguous
+    assert inplace_op(v) is v
+    (v * _t(g)).sum().backward()
+    tw = torch.tensor(w, requires_grad=True)
+    tv = (tw * 1.5)[:, ::2]
+    torch_op(tv)
+    (tv * torch.tensor(g)).sum().backward()
+    np.testing.assert_array_equal(v.numpy(), tv.detach().numpy())
+    np.testing.assert_allclose(W.grad.numpy(), tw.grad.numpy(), rtol=1e-13, atol=1e-13)

@@ -419,3 +419,7 @@ def test_init_draws_in_chunks_the_values_of_one_draw(monkeypatch, device):
         t = mc.Tensor(np.zeros((5, 11), np.float32), device=device)
         fill(t, np.random.default_rng(3))
         np.testing.assert_array_equal(t.numpy(), draw(np.random.default_rng(3)).astype(np.float32).reshape(5, 11))
+        strided = mc.Tensor(np.zeros((11, 5), np.float32).T, device=device)  # filled whole, in its own index order
+        assert device != "cpu" or not strided.data.flags.c_contiguous
+        fill(strided, np.random.default_rng(3))
+        np.testing.assert_array_equal(strided.numpy(), draw(np.random.default_rng(3)).astype(np.float32).reshape(5, 11))

@@ -25,9 +25,7 @@ class ReLU(Function):
         if not is_kernel_float(x.dtype):  # ints, float16: no kernel, same result on every device
             y = ctx.xp.where(x > 0, x, ctx.xp.zeros_like(x))
             return _written_into(x, y) if inplace else y
-        if inplace and not x.flags.c_contiguous:
-            return _written_into(x, ctx.kernels.relu_forward(x))
-        y = ctx.kernels.relu_forward(x, out=x if inplace else None)
+        y = _kernel_output(ctx.kernels.relu_forward, x, inplace)
         ctx.save_for_backward(y)
         return y
 
@@ -68,10 +66,7 @@ class Hardtanh(Function):
             y = ctx.xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
             return _written_into(x, y) if inplace else y
         ctx.bounds = (min_val, max_val)
-        if inplace and not x.flags.c_contiguous:
-            y = _written_into(x, ctx.kernels.hardtanh_forward(x, min_val, max_val))
-        else:
-            y = ctx.kernels.hardtanh_forward(x, min_val, max_val, out=x if inplace else None)
+        y = _kernel_output(ctx.kernels.hardtanh_forward, x, inplace, min_val, max_val)
         ctx.save_for_backward(y)
         return y
 
@@ -87,6 +82,16 @@ def _written_into(x, y):
     """x[...] = y; x (the result of an in-place op whose kernel could not write into x itself)."""
     x[...] = y
     return x
+
+
+def _kernel_output(kernel, x, inplace, *args):
+    """``kernel(x, *args)``: a new array, or with ``inplace`` x itself, changed (the kernel writes
+    into a C-contiguous x through ``out=``; a strided x gets the kernel's result copied in)."""
+    if not inplace:
+        return kernel(x, *args)
+    if x.flags.c_contiguous:
+        return kernel(x, *args, out=x)
+    return _written_into(x, kernel(x, *args))
 
 
 class Hardsigmoid(Function):

@@ -60,9 +60,9 @@ def _fill_drawn(tensor, draw):
     """Fill ``tensor`` in C order with ``draw(n)`` (n float64 values from the generator), one chunk at
     a time: the same values as one draw of the whole size (the generator's stream is sequential),
     with ``_DRAW_CHUNK`` temporaries instead of two arrays of the tensor's size."""
-    flat = tensor.data.reshape(-1)  # parameters are contiguous: a view
-    if flat.base is None and tensor.data.size:  # not a view (a non-contiguous tensor): fill whole
+    if not tensor.data.flags.c_contiguous:  # (a strided tensor: its reshape would be a copy) filled whole
         return _fill(tensor, draw(tensor.data.size).reshape(tensor.shape))
+    flat = tensor.data.reshape(-1)  # a view of the contiguous data
     for i in range(0, flat.size, _DRAW_CHUNK):
         n = min(_DRAW_CHUNK, flat.size - i)
         flat[i:i + n] = tensor.device.from_numpy(draw(n).astype(tensor.dtype, copy=False))
