@@ -5,6 +5,7 @@ Every row is timed the same way for minicnn and for PyTorch, in the same process
 timed calls; the median is reported. ``reps`` grows for fast calls so that each row takes
 about ``budget_s`` seconds.
 """
+import json
 import os
 import platform
 import statistics
@@ -78,9 +79,6 @@ def measure_peak_gflops(n=2048, reps=5):
 def write_results(result, name, path, header, format_row):
     """Write ``result`` as JSON to ``path`` (default ``benchmarks/results/<name>.json``) and print the
     Markdown table of its rows; returns the path."""
-    import json
-    import os
-
     if path is None:
         out_dir = os.path.join(os.path.dirname(__file__), "results")
         os.makedirs(out_dir, exist_ok=True)

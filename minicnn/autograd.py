@@ -176,8 +176,7 @@ class Function:
         consume the old value (each node holds the nodes of its inputs as they were,
         ``Context.parents``). As in PyTorch, a leaf that requires grad cannot change in place
         while gradients are recorded (the error names ``op_name``, default the op's)."""
-        from .tensor import Tensor
-
+        Tensor = (_tensor_module or _load_tensor_module()).Tensor
         if target.requires_grad and target._node is None and is_grad_enabled():
             raise RuntimeError(f"{op_name or cls.__name__ + ' (in place)'}: a leaf tensor that requires grad cannot "
                                f"change in place while gradients are recorded; use the out-of-place op, or wrap it "

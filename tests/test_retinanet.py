@@ -88,36 +88,33 @@ def _torch_head(torch, c, a, k, groups=None):
     return Head()
 
 
-def test_head_matches_pytorch_twin():
-    torch = pytest.importorskip("torch")
-    twin = _torch_head(torch, 4, 3, 5).double()
+def _assert_head_equals_twin(torch, ours, twin, seed, sizes, rtol, atol):
+    """Load the float64 twin's N(0, 0.3²) weights into ours (same keys) and compare both heads'
+    outputs on random feature maps of ``sizes``."""
     for p in twin.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    ours = RetinaNetHead(4, 3, 5).double()
+    assert sorted(ours.state_dict()) == sorted(twin.state_dict())
     ours.load_state_dict(twin.state_dict())
-    rng = np.random.default_rng(0)
-    feats = [rng.normal(size=(2, 4, h, w)) for h, w in [(5, 7), (3, 4), (1, 2)]]
+    rng = np.random.default_rng(seed)
+    feats = [rng.normal(size=(2, 4, h, w)) for h, w in sizes]
     got = ours([mc.Tensor(f) for f in feats])
     want = twin([torch.from_numpy(f) for f in feats])
     for key in want:
-        np.testing.assert_allclose(got[key].numpy(), want[key].detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got[key].numpy(), want[key].detach().numpy(), rtol=rtol, atol=atol)
+
+
+def test_head_matches_pytorch_twin():
+    torch = pytest.importorskip("torch")
+    _assert_head_equals_twin(torch, RetinaNetHead(4, 3, 5).double(), _torch_head(torch, 4, 3, 5).double(),
+                             0, [(5, 7), (3, 4), (1, 2)], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
 def test_group_norm_head_matches_pytorch_twin(groups):
     torch = pytest.importorskip("torch")
-    twin = _torch_head(torch, 4, 3, 5, groups=groups).double()
-    for p in twin.parameters():
-        torch.nn.init.normal_(p, std=0.3)
     ours = RetinaNetHead(4, 3, 5, norm_layer=functools.partial(nn.GroupNorm, groups)).double()
-    assert sorted(ours.state_dict()) == sorted(twin.state_dict())
-    ours.load_state_dict(twin.state_dict())
-    rng = np.random.default_rng(1)
-    feats = [rng.normal(size=(2, 4, h, w)) for h, w in [(5, 7), (3, 4), (2, 2)]]
-    got = ours([mc.Tensor(f) for f in feats])
-    want = twin([torch.from_numpy(f) for f in feats])
-    for key in want:
-        np.testing.assert_allclose(got[key].numpy(), want[key].detach().numpy(), rtol=1e-9, atol=1e-11)
+    _assert_head_equals_twin(torch, ours, _torch_head(torch, 4, 3, 5, groups=groups).double(),
+                             1, [(5, 7), (3, 4), (2, 2)], rtol=1e-9, atol=1e-11)
 
 
 def test_group_norm_head_keeps_the_signal_and_trains():
