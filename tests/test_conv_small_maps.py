@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from minicnn.kernels.cpu import conv as C
 from minicnn.kernels.cpu import conv_small_maps as SM
+from minicnn.kernels.cpu._threads import task_ranges
 from minicnn.kernels.reference import conv as R
 
 
@@ -57,10 +58,11 @@ def test_small_maps_backward_matches_reference(monkeypatch, g, seed):
 
 
 def test_small_maps_chunks_cover_the_channels_once():
-    """The channel chunks of the tasks partition ``range(n)`` in order, none empty."""
+    """The task ranges (channel chunks of the small-maps backward, feature chunks of the linear kernels)
+    partition ``range(n)`` in order, none empty."""
     for n in (1, 3, 7, 64, 512, 1000):
         for min_size in (1, 7, 64):
-            chunks = SM._chunks(n, min_size)
+            chunks = task_ranges(n, min_size)
             assert chunks[0][0] == 0 and chunks[-1][1] == n
             assert all(a < b for a, b in chunks)
             assert all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))

@@ -272,6 +272,13 @@ def sum_accumulators(states):
     return total
 
 
+def task_ranges(n, min_size):
+    """``[(i0, i1), ...]`` covering ``range(n)`` in order: about 4 per thread (dynamic scheduling
+    evens out a thread that loses its core), none smaller than ``min_size`` unless n is."""
+    count = max(1, min(4 * NUM_THREADS, n // max(1, min_size)))
+    return [(n * t // count, n * (t + 1) // count) for t in range(count)]
+
+
 def over_chunks(kernel, n, *args):
     """Run ``kernel(*args, i0, i1)`` over the index range ``[0, n)`` (planes, channels, elements):
     in one call for less than 2 MiB of ``args[0]``, else in up to 4 tasks per thread of at least

@@ -26,7 +26,7 @@ from (M, N, P) into y's (N, M, P)).
 import numpy as np
 
 from ._im2col import COLS, Workspace, col2im_block_add, im2col_block
-from ._threads import NUM_THREADS, run_tasks
+from ._threads import run_tasks, task_ranges
 
 #: gy's transposed copy (M, N, P): a workspace of the calling thread, read by every task
 GY_COLS = Workspace()
@@ -46,17 +46,10 @@ def use_small_maps(N, C_in, groups, kernel_hw, out_hw):
     return groups == 1 and K >= SMALL_MAP_MIN_K and N * out_hw[0] * out_hw[1] <= SMALL_MAP_MAX_COLUMNS
 
 
-def _chunks(n, min_size):
-    """``[(i0, i1), ...]`` covering ``range(n)``: about 4 per thread (dynamic scheduling evens out a
-    thread that loses its core), none smaller than ``min_size`` unless n is."""
-    count = max(1, min(4 * NUM_THREADS, n // max(1, min_size)))
-    return [(n * t // count, n * (t + 1) // count) for t in range(count)]
-
-
 def small_maps_backward(x, W, gy, x_shape, kernel_hw, stride, padding, dilation):
     """``(gx, gW)`` of ``y = conv2d(x, W)`` for one group: gx when ``W`` is given, gW when ``x`` is
     (the other may be None; ``x_shape`` and ``kernel_hw`` give the sizes). Each task owns a chunk of
-    input channels: its rows of gWᵀ = cols @ gyᵀ and its planes of gx = col2im(Wᵀ @ gy)."""
+    input channels: its columns of gW = gy @ colsᵀ and its planes of gx = col2im(Wᵀ @ gy)."""
     want_gx, want_gw = W is not None, x is not None
     N, C_in = x_shape[:2]
     kH, kW = kernel_hw
@@ -86,5 +79,5 @@ def small_maps_backward(x, W, gy, x_shape, kernel_hw, stride, padding, dilation)
             gx[:, c0:c1] = 0
             col2im_block_add(gcols, gx, 0, c0, 0, kH, kW, *stride, *padding, *dilation, OW, True)
 
-    run_tasks(task, _chunks(C_in, max(1, 64 // kk)))
+    run_tasks(task, task_ranges(C_in, max(1, 64 // kk)))
     return (gx if want_gx else None), (gW.reshape(M, C_in, kH, kW) if want_gw else None)

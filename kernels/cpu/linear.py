@@ -15,18 +15,12 @@ Small layers (under :data:`MIN_SPLIT_ELEMS` weight elements) stay one GEMM on th
 """
 import numpy as np
 
-from ._threads import NUM_THREADS, run_tasks
+from ._threads import NUM_THREADS, run_tasks, task_ranges
 
 KERNELS = ("linear_forward", "linear_backward")
 
 #: a weight of fewer elements is one GEMM (1 Mi elements: 4 MiB of float32)
 MIN_SPLIT_ELEMS = 1 << 20
-
-
-def _chunks(n, size):
-    """About 4 chunks per thread of ``range(n)``, at least ``size`` wide where n allows."""
-    count = max(1, min(4 * NUM_THREADS, n // max(1, size)))
-    return [(n * t // count, n * (t + 1) // count) for t in range(count)]
 
 
 def _split(W):
@@ -50,7 +44,7 @@ def linear_forward(x, W, b=None):
         if b is not None:
             out += b[o0:o1]
 
-    run_tasks(task, _chunks(W.shape[0], 64))
+    run_tasks(task, task_ranges(W.shape[0], 64))
     return y
 
 
@@ -64,8 +58,8 @@ def linear_backward(x, W, gy, needs=(True, True, True)):
         return (gy @ W if want_gx else None), (gy.T @ x if want_gw else None), gb
     gx = np.empty((gy.shape[0], W.shape[1]), dtype=gy.dtype) if want_gx else None
     gW = np.empty(W.shape, dtype=gy.dtype) if want_gw else None
-    tasks = ([("gx",) + c for c in _chunks(W.shape[1], 256)] if want_gx else []) + \
-            ([("gW",) + c for c in _chunks(W.shape[0], 64)] if want_gw else [])
+    tasks = ([("gx",) + c for c in task_ranges(W.shape[1], 256)] if want_gx else []) + \
+            ([("gW",) + c for c in task_ranges(W.shape[0], 64)] if want_gw else [])
 
     def task(t, _):
         what, a, z = t
