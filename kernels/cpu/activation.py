@@ -69,13 +69,18 @@ def relu_backward(gy, y):
     return gx
 
 
+@njit(cache=True, inline="always")
+def _clamp(v, lo, hi):
+    """lo if v <= lo, hi if v >= hi, else v (a NaN passes through: both comparisons are false)."""
+    return lo if v <= lo else (hi if v >= hi else v)
+
+
 @njit(cache=True, nogil=True)
 def hardtanh_forward_raw(x, y, lo, hi, i0, i1):
-    """y[i] = lo if x[i] <= lo, hi if x[i] >= hi, else x[i] (a NaN passes through), i in i0…i1."""
+    """y[i] = clamp(x[i], lo, hi) (:func:`_clamp`) for i in i0…i1."""
     x, y = x[i0:i1], y[i0:i1]
     for i in range(x.size):
-        v = x[i]
-        y[i] = lo if v <= lo else (hi if v >= hi else v)
+        y[i] = _clamp(x[i], lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -95,8 +100,7 @@ def hardtanh_inplace_raw(y, lo, hi, i0, i1):
     (4, 144, 56, 56), measured)."""
     y = y[i0:i1]
     for i in range(y.size):
-        v = y[i]
-        y[i] = lo if v <= lo else (hi if v >= hi else v)
+        y[i] = _clamp(y[i], lo, hi)
 
 
 def hardtanh_forward(x, lo, hi, out=None):
