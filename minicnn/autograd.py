@@ -79,6 +79,11 @@ class Context:
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
+    def needs_grads(self, n):
+        """``needs_input_grad`` padded with False to ``n`` entries: which of an op's ``n`` possible
+        inputs want a gradient when the trailing optional ones (a bias) were not given."""
+        return self.needs_input_grad + (False,) * (n - len(self.needs_input_grad))
+
     @property
     def name(self):
         return self.fn.__name__

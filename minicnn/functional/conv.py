@@ -78,14 +78,9 @@ class _ConvBase(Function):
         return y[:, :, 0, :] if ctx.dims == 1 else y
 
     @staticmethod
-    def _needs(ctx):
-        """Which of (gx, gW, gb) are wanted: ``ctx.needs_input_grad``, False for an absent bias."""
-        return ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
-
-    @staticmethod
     def _empty_batch_grads(ctx, x, W, C_out):
-        """``(gx, gW, gb)`` of an empty batch, those wanted by :meth:`_needs` (else None)."""
-        needs = _ConvBase._needs(ctx)
+        """``(gx, gW, gb)`` of an empty batch, those wanted by ``ctx.needs_grads(3)`` (else None)."""
+        needs = ctx.needs_grads(3)
         xp = ctx.xp
         return (xp.zeros_like(x) if needs[0] else None, xp.zeros_like(W) if needs[1] else None,
                 xp.zeros(C_out, dtype=x.dtype) if needs[2] else None)
@@ -122,7 +117,7 @@ class Conv2d(_ConvBase):
         x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
         if x.shape[0] == 0:
             return _ConvBase._grads(ctx, *_ConvBase._empty_batch_grads(ctx, x, W, W.shape[0]))
-        needs = _ConvBase._needs(ctx)
+        needs = ctx.needs_grads(3)
         # one kernel call for the wanted gradients (the CPU fuses them for 3×3 depthwise layers)
         gx, gW, gb = ctx.kernels.conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
         return _ConvBase._grads(ctx, gx, gW, gb)
@@ -150,7 +145,7 @@ class ConvTranspose2d(_ConvBase):
         x, W, gy, (stride, padding, dilation, groups) = _ConvBase._restore(ctx, gy)
         if x.shape[0] == 0:
             return _ConvBase._grads(ctx, *_ConvBase._empty_batch_grads(ctx, x, W, W.shape[1] * groups))
-        needs = _ConvBase._needs(ctx)
+        needs = ctx.needs_grads(3)
         gx, gW, gb = ctx.kernels.conv_transpose2d_backward(x, W, gy, stride, padding, dilation, groups, needs)
         return _ConvBase._grads(ctx, gx, gW, gb)
 

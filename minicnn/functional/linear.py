@@ -27,7 +27,7 @@ class Linear(Function):
     def backward(ctx, gy):
         x, W = ctx.saved
         if x.ndim == 2 and x.dtype == W.dtype == gy.dtype:
-            needs = tuple(ctx.needs_input_grad) + (False,) * (3 - len(ctx.needs_input_grad))
+            needs = ctx.needs_grads(3)  # (gx, gW, gb); False for an absent bias
             gx, gW, gb = ctx.kernels.linear_backward(x, W, gy, (needs[0], needs[1], ctx.has_bias and needs[2]))
             return (gx, gW, gb) if ctx.has_bias else (gx, gW)
         gx = gy @ W
