@@ -135,6 +135,8 @@ class Function:
                         f"{cls.__name__}: input {i} is on {t.device.name}, input 0 on "
                         f"{device.name}; move them to one device with .to()"
                     )
+                if t._node is not None and t._version.rebased != t._rebase_seen and is_grad_enabled():
+                    _raise_stale(cls.__name__, i, t)
                 tensors.append(t)
             else:
                 tensors.append(T.as_tensor_like(t, ref))
@@ -155,9 +157,12 @@ class Function:
         for k, a in enumerate(outs):
             differentiable = record and a.dtype.kind == "f"
             # outputs live on ctx.device: the inputs' device, unless forward moved them (ToDevice)
-            t = Tensor._from_array(a, ctx.device, requires_grad=differentiable, version=_view_version(a, tensors))
+            version = _view_version(a, tensors)
+            t = Tensor._from_array(a, ctx.device, requires_grad=differentiable, version=version)
             if differentiable:
                 t._node = (ctx, k)
+                if version is not None and version.rebased:
+                    t._rebase_seen = version.rebased
             results.append(t)
         if record:
             ctx.n_outputs = len(outs)
@@ -189,17 +194,31 @@ class Function:
         # the value before the op: the same memory, node and version counter, as the op's input
         before = Tensor._from_array(target.data, target.device, requires_grad=target.requires_grad,
                                     version=target._version)
-        before._node = target._node
+        before._node, before._rebase_seen = target._node, target._rebase_seen
         target._version.value += 1  # before the op: its own saved arrays are recorded at the new version
         out = cls.apply(before, *inputs, inplace=True, **params)
         if out.data is not target.data:
             raise RuntimeError(f"{cls.__name__}.forward(inplace=True) did not return its input array")
         if is_grad_enabled():  # under no_grad the tensor keeps its place in the graph (PyTorch's rule)
             target._node, target.requires_grad = out._node, out.requires_grad
+            if out._node is not None:  # recorded: other tensors of this memory keep stale nodes
+                target._version.rebased += 1
+                target._rebase_seen = target._version.rebased
         return target
 
 
 _tensor_module = None
+
+
+def _raise_stale(op, i, t):
+    """The error for a graph input whose memory an in-place op on another tensor changed (see
+    ``VersionCounter.rebased``). PyTorch rewrites the graph of a view's base there (CopySlices);
+    this engine does not, and raises rather than compute a gradient without that op."""
+    raise RuntimeError(
+        f"{op}: input {i} (shape {tuple(t.shape)}) was changed by an in-place op on another tensor that shares "
+        f"its memory (a view of it, or its base), which the graph recorded on that tensor only: gradients "
+        f"through this one would miss the change. Use the tensor the in-place op was applied to, or apply "
+        f"the op out of place (or to a clone())")
 
 
 def _load_tensor_module():
@@ -334,6 +353,8 @@ def backward(root, grad=None):
                 root._accumulate(grad)  # the caller's array: copied
             return
         raise RuntimeError("backward: this tensor does not require grad and has no graph")
+    if root._version.rebased != root._rebase_seen:
+        _raise_stale("backward", 0, root)
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(

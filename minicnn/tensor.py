@@ -15,12 +15,18 @@ class VersionCounter:
     saves an array for its backward records the counter of every input and output that array
     aliases; ``backward`` raises if any of them has moved since (see ``autograd``). Writes
     through the raw array (``t.data[...] = v``) are not counted, as PyTorch's ``.data`` is not.
+
+    ``rebased`` counts the in-place ops on this memory that the graph recorded
+    (``Function.apply_inplace``): each makes the tensor it was applied to the op's output in the
+    graph; another tensor of the same memory (a view, or the base of a view) keeps a node that
+    does not include the change, and an op that takes it in the graph raises (autograd).
     """
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "rebased")
 
     def __init__(self):
         self.value = 0
+        self.rebased = 0
 
 
 class Tensor:
@@ -35,6 +41,9 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
+    #: ``_version.rebased`` when this tensor's node was set (a class default of 0: set on the
+    #: instance only where the counter has been rebased); see :class:`VersionCounter`
+    _rebase_seen = 0
 
     def __init__(self, data, requires_grad=False, device=None, dtype=None):
         if isinstance(data, Tensor):

@@ -193,3 +193,96 @@ def test_inplace_activation_of_a_strided_view(inplace_op, torch_op):
     (tv * torch.tensor(g)).sum().backward()
     np.testing.assert_array_equal(v.numpy(), tv.detach().numpy())
     np.testing.assert_allclose(W.grad.numpy(), tw.grad.numpy(), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("slope", [0.2, 0.0])
+def test_leaky_relu_inplace_gradients_equal_pytorch(device, slope):
+    """a = w·k; s = a + c consumed the old a; leaky_relu_(a); v a strided view of b = w·m changed
+    in place (the kernel's result copied in); loss = Σ s·p + Σ a·q + Σ v·u, both libraries in
+    float64."""
+    r = np.random.default_rng(5)
+    w, k, c, p, q, m, u = (r.standard_normal((4, 6)) for _ in range(7))
+    W = _t(w, device, grad=True)
+    a = W * _t(k, device)
+    s = a + _t(c, device)
+    assert F.leaky_relu_(a, slope) is a
+    b = W * _t(m, device)
+    v = b[:, ::2]
+    assert nn.LeakyReLU(slope, inplace=True)(v) is v
+    ((s * _t(p, device)).sum() + (a * _t(q, device)).sum() + (v * _t(u[:, ::2], device)).sum()).backward()
+    tw = torch.tensor(w, requires_grad=True)
+    ta = tw * torch.tensor(k)
+    ts = ta + torch.tensor(c)
+    torch.nn.functional.leaky_relu_(ta, slope)
+    tb = tw * torch.tensor(m)
+    tv = torch.nn.functional.leaky_relu(tb[:, ::2], slope, inplace=True)
+    ((ts * torch.tensor(p)).sum() + (ta * torch.tensor(q)).sum() + (tv * torch.tensor(u[:, ::2])).sum()).backward()
+    np.testing.assert_array_equal(a.numpy(), ta.detach().numpy())
+    np.testing.assert_array_equal(b.numpy(), tb.detach().numpy())
+    np.testing.assert_allclose(W.grad.numpy(), tw.grad.numpy(), rtol=1e-13, atol=1e-13)
+
+
+def test_leaky_relu_negative_slope():
+    """Out of place, a negative slope's gradient (from the saved input) equals PyTorch's; in place
+    it raises before anything changes (its backward would need the overwritten input)."""
+    r = np.random.default_rng(6)
+    w, g = r.standard_normal((3, 5)), r.standard_normal((3, 5))
+    W = _t(w, grad=True)
+    (F.leaky_relu(W * 2.0, -0.5) * _t(g)).sum().backward()
+    tw = torch.tensor(w, requires_grad=True)
+    (torch.nn.functional.leaky_relu(tw * 2.0, -0.5) * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(W.grad.numpy(), tw.grad.numpy(), rtol=1e-13)
+    a = W * 2.0
+    before = a.numpy().copy()
+    with pytest.raises(ValueError, match=r"leaky_relu_: inplace needs negative_slope >= 0.*-0\.5"):
+        F.leaky_relu_(a, -0.5)
+    np.testing.assert_array_equal(a.numpy(), before)
+
+
+def test_leaky_relu_float16():
+    """float16 is promoted to float32 out of place (``float_inputs``); in place it is refused."""
+    x = np.array([-2.0, -0.5, 0.0, 1.5], dtype=np.float16)
+    y = F.leaky_relu(mc.Tensor(x), 0.2)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y.numpy(), np.where(x > 0, x, np.float32(0.2) * x.astype(np.float32)))
+    with pytest.raises(TypeError, match="leaky_relu_: inplace needs a float32 or float64 tensor.*float16"):
+        F.leaky_relu_(mc.Tensor(x.copy()), 0.2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_base_of_a_view_changed_in_place_raises_in_the_graph(device):
+    """leaky_relu_ / relu_ on a view changes its base's memory; the base's node does not include
+    the op (PyTorch rebases it, this engine does not), so using the base in the graph, or calling
+    backward on it, raises instead of giving a gradient without the op. The view itself, views
+    taken after the op, no_grad use, and an in-place op under no_grad stay allowed."""
+    r = np.random.default_rng(8)
+    w = r.standard_normal((4, 6))
+    for inplace in (lambda v: F.leaky_relu_(v, 0.2), F.relu_):
+        W = _t(w, device, grad=True)
+        b = W * 2.0
+        v = b[:, ::2]
+        inplace(v)
+        with pytest.raises(RuntimeError, match=r"Mul: input 0 \(shape \(4, 6\)\) was changed by an in-place op"):
+            b * 3.0
+        with pytest.raises(RuntimeError, match=r"backward: input 0 \(shape \(4, 6\)\) was changed"):
+            b.backward(mc.Tensor(np.ones((4, 6)), device=device))
+        with mc.no_grad():
+            np.testing.assert_array_equal((b * 1.0).numpy(), b.numpy())
+        (v * 2.0).sum().backward()   # the view is current
+        tw = torch.tensor(w, requires_grad=True)
+        tv = (tw * 2.0)[:, ::2]
+        (torch.nn.functional.leaky_relu_(tv, 0.2) if inplace is not F.relu_ else torch.relu_(tv))
+        (tv * 2.0).sum().backward()
+        np.testing.assert_allclose(W.grad.numpy(), tw.grad.numpy(), rtol=1e-13)
+    W = _t(w, device, grad=True)
+    b = W * 2.0
+    F.relu_(b)
+    after = b[:, 1:]                  # a view taken after the op shares the rebased counter
+    (after * 1.0).sum().backward()
+    W = _t(w, device, grad=True)
+    c = W * 2.0
+    with mc.no_grad():
+        F.relu_(c[:, :2])             # not recorded: c keeps its place in the graph (PyTorch's rule)
+    (c * 1.0).sum().backward()
+    np.testing.assert_array_equal(W.grad.numpy(), np.full((4, 6), 2.0))

@@ -1,7 +1,8 @@
 """Launch wrappers of ``activation.cu`` (same names and signatures as ``kernels/cpu/activation.py``, plus ``be``)."""
 import numpy as np
 
-KERNELS = ("relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward")
+KERNELS = ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "hardtanh_forward",
+           "hardtanh_backward")
 
 _CU = "activation.cu"
 
@@ -20,6 +21,24 @@ def relu_backward(be, gy, y):
     gy, y = be.xp.ascontiguousarray(gy), be.xp.ascontiguousarray(y)
     gx = be.xp.empty_like(gy)
     be.function(_CU, "relu_backward", gy.dtype)(be.grid_1d(gy.size), (be.BLOCK,), (gy, y, gx, np.int64(gy.size)))
+    return gx
+
+
+def leaky_relu_forward(be, x, a, out=None):
+    """y = x if x > 0 else a·x: one thread per element; into ``out`` when given (may be x itself)."""
+    x = be.xp.ascontiguousarray(x)
+    y = be.xp.empty_like(x) if out is None else out
+    be.function(_CU, "leaky_relu_forward", x.dtype)(be.grid_1d(x.size), (be.BLOCK,),
+                                                    (x, y, x.dtype.type(a), np.int64(x.size)))
+    return y
+
+
+def leaky_relu_backward(be, gy, s, a):
+    """gx = gy · (1 if s > 0 else a) (s: the input, or the output for a >= 0): one thread per element."""
+    gy, s = be.xp.ascontiguousarray(gy), be.xp.ascontiguousarray(s)
+    gx = be.xp.empty_like(gy)
+    be.function(_CU, "leaky_relu_backward", gy.dtype)(be.grid_1d(gy.size), (be.BLOCK,),
+                                                      (gy, s, gx, gy.dtype.type(a), np.int64(gy.size)))
     return gx
 
 

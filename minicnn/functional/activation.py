@@ -35,21 +35,25 @@ class ReLU(Function):
 
 
 class LeakyReLU(Function):
-    """y = x if x > 0 else a·x;  gx = gy · (1 if x > 0 else a)."""
+    """y = x if x > 0 else a·x;  gx = gy · (1 if x > 0 else a), a = ``negative_slope``. Device
+    kernels ``leaky_relu_forward``/``leaky_relu_backward`` (other dtypes are promoted to float32
+    or float64 first, ``float_inputs``). The backward reads
+    the saved output when a >= 0 (y > 0 exactly where x > 0), else the saved input. ``inplace``: y
+    is written into x (a >= 0 only, as PyTorch: a negative slope needs x for the backward)."""
 
     float_inputs = True
+    fresh_grads = True
 
     @staticmethod
-    def forward(ctx, x, negative_slope=0.01):
-        mask = x > 0
-        ctx.save_for_backward(mask)
+    def forward(ctx, x, negative_slope=0.01, inplace=False):
         ctx.slope = negative_slope
-        return ctx.xp.where(mask, x, x * x.dtype.type(negative_slope))
+        y = _kernel_output(ctx.kernels.leaky_relu_forward, x, inplace, negative_slope)
+        ctx.save_for_backward(y if negative_slope >= 0 else x)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        (mask,) = ctx.saved
-        return ctx.xp.where(mask, gy, gy * gy.dtype.type(ctx.slope))
+        return ctx.kernels.leaky_relu_backward(gy, ctx.saved[0], ctx.slope)
 
 
 class Hardtanh(Function):
@@ -263,9 +267,28 @@ def relu_(x):
     return ReLU.apply_inplace(x, op_name="relu_")
 
 
-def leaky_relu(x, negative_slope=0.01):
-    """``x`` for x > 0 else ``negative_slope · x``."""
-    return LeakyReLU.apply(x, negative_slope=float(negative_slope))
+def leaky_relu(x, negative_slope=0.01, inplace=False):
+    """``x`` for x > 0 else ``negative_slope · x``. ``inplace``: as :func:`relu`, for
+    ``negative_slope >= 0`` (a negative slope raises ``ValueError``: its backward needs the input)
+    and a float32/float64 ``x`` (``TypeError`` otherwise).
+
+    Shape: any. Example: ``F.leaky_relu(mc.tensor([-1.0, 2.0]), 0.2)`` → ``[-0.2, 2.]``.
+    """
+    negative_slope = float(negative_slope)
+    if not inplace:
+        return LeakyReLU.apply(x, negative_slope=negative_slope)
+    if not negative_slope >= 0:
+        raise ValueError(f"leaky_relu_: inplace needs negative_slope >= 0 (the backward of a negative slope "
+                         f"needs the input it would overwrite), got {negative_slope}")
+    if not is_kernel_float(x.dtype):
+        raise TypeError(f"leaky_relu_: inplace needs a float32 or float64 tensor (others are promoted to a new "
+                        f"array), got {x.dtype}")
+    return LeakyReLU.apply_inplace(x, negative_slope=negative_slope, op_name="leaky_relu_")
+
+
+def leaky_relu_(x, negative_slope=0.01):
+    """``leaky_relu(x, negative_slope, inplace=True)``."""
+    return leaky_relu(x, negative_slope, inplace=True)
 
 
 def hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):

@@ -18,14 +18,14 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
-    """``x`` if x > 0 else ``negative_slope · x``."""
+    """``x`` if x > 0 else ``negative_slope · x``; ``inplace=True`` writes into x (``F.leaky_relu``)."""
 
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x):
-        return F.leaky_relu(x, self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
