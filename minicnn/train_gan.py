@@ -35,7 +35,11 @@ Two options of :class:`GANTrainer` (StyleGAN's training uses both):
   is differentiated with first derivatives only (one extra D forward/backward on the reals).
 * ``ema_generator`` (a second instance of G) holds the exponential moving average of G's
   parameters, ``θ_ema ← β θ_ema + (1 − β) θ`` after every G step (β = ``ema_decay``), buffers copied;
-  :meth:`GANTrainer.generate` then samples from it (StyleGAN's ``G_ema``).
+  :meth:`GANTrainer.generate` then samples from it (StyleGAN's ``G_ema``). G's batch-norm running
+  statistics belong to G's weights, not the average's, so where the EMA generator has batch norm its
+  statistics are recomputed at the end of every epoch (:meth:`GANTrainer.refresh_ema_statistics`:
+  the cumulative mean and variance over ``ema_stat_batches`` batches of its own outputs, as
+  BigGAN's "standing statistics").
 
 (the G step comes first, then D, as the reference implementation). :class:`ImagePool` hands D a
 mix of the newest fakes and up to 50 older ones.
@@ -199,6 +203,7 @@ class _AdversarialTrainer:
             if log is not None:
                 log(f"epoch {epoch:3d}  loss D {row['loss_d']:.4f}  loss G {row['loss_g']:.4f}  {seconds:.1f}s "
                     f"({row['images_per_s']:.0f} img/s)")
+            self._end_epoch(epoch)
             if out_dir:
                 for key, net in self.networks.items():
                     save_checkpoint(net, os.path.join(out_dir, f"{key}.npz"))
@@ -207,6 +212,9 @@ class _AdversarialTrainer:
             for cb in callbacks:
                 cb(self, epoch, row)
         return self.history
+
+    def _end_epoch(self, epoch):
+        """Called after each epoch's steps, before checkpoints and callbacks."""
 
     def _shuffled(self, n, batch_size):
         order = self.rng.permutation(n)
@@ -234,6 +242,8 @@ class GANTrainer(_AdversarialTrainer):
             its estimate (module docstring).
         ema_generator, ema_decay: a second generator of G's architecture that receives the moving
             average of G's weights (its own weights are overwritten by G's at the start) and β.
+        ema_stat_batches, ema_stat_batch_size: the batches of latents over which an EMA generator
+            with batch norm recomputes its running statistics after every epoch.
         device: where the networks and batches go (the networks are moved there).
         seed: of the trainer's generator (shuffling, latents, mixing); ``fixed_z`` (``num_samples``
             latents) is drawn from it once, for sample grids across epochs.
@@ -241,7 +251,8 @@ class GANTrainer(_AdversarialTrainer):
 
     def __init__(self, generator, discriminator, loss="bce", lr=2e-4, betas=(0.5, 0.999), optimizer_g=None,
                  optimizer_d=None, mixing_prob=0.0, device="cpu", seed=0, progress=True, num_samples=64,
-                 r1_gamma=0.0, r1_eps=0.01, ema_generator=None, ema_decay=0.999):
+                 r1_gamma=0.0, r1_eps=0.01, ema_generator=None, ema_decay=0.999, ema_stat_batches=20,
+                 ema_stat_batch_size=256):
         if loss not in _LOSSES:
             raise ValueError(f"GANTrainer: loss must be one of {_LOSSES}, got {loss!r}")
         if not hasattr(generator, "latent_dim"):
@@ -252,10 +263,16 @@ class GANTrainer(_AdversarialTrainer):
             raise ValueError(f"GANTrainer: r1_gamma must be >= 0 and r1_eps > 0, got {r1_gamma!r}, {r1_eps!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"GANTrainer: ema_decay must be in [0, 1), got {ema_decay!r}")
+        if not (isinstance(ema_stat_batches, (int, np.integer)) and ema_stat_batches >= 1
+                and isinstance(ema_stat_batch_size, (int, np.integer)) and ema_stat_batch_size >= 2):
+            raise ValueError(f"GANTrainer: ema_stat_batches must be an integer >= 1 and ema_stat_batch_size one "
+                             f">= 2, got {ema_stat_batches!r}, {ema_stat_batch_size!r}")
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
         self.networks = {"generator": generator, "discriminator": discriminator}
         self.r1_gamma, self.r1_eps = float(r1_gamma), float(r1_eps)
         self.ema_generator, self.ema_decay = ema_generator, float(ema_decay)
+        self.ema_stat_batches, self.ema_stat_batch_size = int(ema_stat_batches), int(ema_stat_batch_size)
+        self._stat_seed = int(seed) if isinstance(seed, (int, np.integer)) else 0
         if ema_generator is not None:
             try:
                 ema_generator.load_state_dict(generator.state_dict())
@@ -301,6 +318,40 @@ class GANTrainer(_AdversarialTrainer):
             pe.data += (1.0 - b) * pg.data
         for be, bg in zip(self.ema_generator.buffers(), self.generator.buffers()):
             be.data[...] = bg.data
+
+    def refresh_ema_statistics(self, seed=0):
+        """Recompute the running mean and variance of every batch norm of the EMA generator from
+        its own outputs: statistics reset, then ``ema_stat_batches`` forward passes in train mode
+        without a graph on latents ~ N(0, I) from ``default_rng([trainer seed, seed])`` (not the
+        training generator), each layer averaging cumulatively (momentum None), momentum restored.
+        Returns the number of batch-norm layers refreshed (0: nothing to do)."""
+        from .nn.norm import _BatchNorm
+
+        norms = [m for m in self.ema_generator.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        if not norms:
+            return 0
+        from .autograd import no_grad
+
+        rng = np.random.default_rng([self._stat_seed, seed])
+        momenta, was_training = [m.momentum for m in norms], self.ema_generator.training
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        self.ema_generator.train()
+        try:
+            with no_grad():
+                for _ in range(self.ema_stat_batches):
+                    self.ema_generator(self._tensor(rng.standard_normal((self.ema_stat_batch_size,
+                                                                         self.generator.latent_dim))))
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            self.ema_generator.train(was_training)
+        return len(norms)
+
+    def _end_epoch(self, epoch):
+        if self.ema_generator is not None:
+            self.refresh_ema_statistics(epoch)
 
     def _fake(self, n):
         z = self._tensor(self.rng.standard_normal((n, self.generator.latent_dim)))

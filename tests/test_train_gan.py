@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
+from minicnn import nn
 from minicnn.models.generative import (
     DCGANDiscriminator, DCGANGenerator, NLayerDiscriminator, ResnetGenerator, StyleGANDiscriminator,
     StyleGANGenerator, UnetGenerator, dcgan_init,
@@ -325,3 +326,38 @@ def test_cyclegan_fit_with_linear_decay(device):
     assert len(tr.pool_a.images) == 3 and tr.translate(images(2), "ba").shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match=r"domain_a \(5, 1, 16, 16\) and domain_b \(3, 1, 32, 32\)"):
         tr.fit(images(5), images(3, 32), epochs=1)
+
+
+def test_ema_generator_batch_norm_statistics_are_its_own():
+    """refresh_ema_statistics: each batch norm's running mean / variance become the average over
+    the refresh batches of the batch mean / unbiased variance of that layer's input in the EMA
+    generator (a NumPy reference from forward hooks), momentum and mode restored, and the
+    training generator's random stream untouched; fit calls it after every epoch."""
+    g, d = dcgan()
+    tr = GANTrainer(g, d, ema_generator=DCGANGenerator(8, 16, 1, 4), ema_decay=0.5, progress=False,
+                    ema_stat_batches=3, ema_stat_batch_size=5)
+    tr.train_step(images(4))
+    ema = tr.ema_generator
+    norms = [m for m in ema.modules() if isinstance(m, nn.BatchNorm2d)]
+    seen = {id(m): [] for m in norms}
+    hooks = [m.register_forward_hook(lambda m, args, out: seen[id(m)].append(args[0].numpy().astype(np.float64)))
+             for m in norms]
+    state = tr.rng.bit_generator.state
+    ema.eval()
+    assert tr.refresh_ema_statistics(seed=7) == len(norms) == 2
+    for h in hooks:
+        h.remove()
+    assert tr.rng.bit_generator.state == state and not ema.training
+    for m in norms:
+        batches = seen[id(m)]
+        assert len(batches) == 3 and batches[0].shape[0] == 5
+        mean = np.mean([b.mean(axis=(0, 2, 3)) for b in batches], axis=0)
+        var = np.mean([b.var(axis=(0, 2, 3), ddof=1) for b in batches], axis=0)
+        np.testing.assert_allclose(m.running_mean.numpy(), mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(m.running_var.numpy(), var, rtol=1e-4, atol=1e-6)
+        assert m.momentum == 0.1
+    before = [m.running_mean.numpy().copy() for m in norms]
+    tr.fit(images(8), 1, batch_size=4, log=None)       # the end of the epoch refreshes them again
+    assert not all(np.array_equal(b, m.running_mean.numpy()) for b, m in zip(before, norms))
+    with pytest.raises(ValueError, match="ema_stat_batch_size"):
+        GANTrainer(*dcgan(), ema_generator=DCGANGenerator(8, 16, 1, 4), ema_stat_batch_size=1)
