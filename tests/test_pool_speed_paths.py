@@ -1,4 +1,5 @@
-"""The non-overlapping fast paths of the CPU max/avg pooling kernels (``kernels/cpu/_pool_fast.py``).
+"""The fast paths of the CPU max/avg pooling kernels (``kernels/cpu/_pool_fast.py``): non-overlapping
+windows, and max pooling over overlapping windows (dilation 1, padding <= kernel/2).
 
 Each fast path must give the SAME BITS as the general Numba kernels of ``kernels/cpu/pool.py``
 (compared as unsigned integers, so -0.0 vs +0.0 count; a NaN only has to be a NaN: IEEE 754 does
@@ -91,7 +92,7 @@ def fast_calls(monkeypatch):
     calls = []
     for name in ("max_pool_2x2", "max_pool_non_overlapping", "max_pool_backward_2x2",
                  "max_pool_backward_non_overlapping", "avg_pool_2x2", "avg_pool_non_overlapping",
-                 "avg_pool_backward_non_overlapping"):
+                 "avg_pool_backward_non_overlapping", "max_pool_overlapping", "scatter_add_planes"):
         kernel = getattr(fast, name)
 
         def spy(*args, _kernel=kernel, _name=name):
@@ -203,7 +204,7 @@ def test_non_overlapping_predicate():
                               "avg_pool_backward_non_overlapping"}),
     ((2, 3), (3, 3), (7, 9), {"max_pool_non_overlapping", "max_pool_backward_non_overlapping",
                               "avg_pool_non_overlapping", "avg_pool_backward_non_overlapping"}),
-    ((3, 3), (2, 2), (7, 7), set()),  # overlapping: the general kernels
+    ((3, 3), (2, 2), (7, 7), {"max_pool_overlapping", "scatter_add_planes"}),  # overlapping: max pool only
 ])
 def test_fast_path_is_taken_exactly_where_it_applies(fast_calls, kernel, stride, size, want):
     x = np.random.default_rng(0).standard_normal((2, 3) + size).astype(np.float32)
@@ -247,3 +248,68 @@ def test_backward_kernels_write_only_inside_gx(kernel, stride, size):
             want = R.avg_pool2d_backward(gy, size, kernel, stride, (0, 0), True, 4)
         assert (buf[P * n:] == 7.0).all(), name
         np.testing.assert_array_equal(gx.reshape((1, 2) + size), want)
+
+
+@st.composite
+def overlapping_geometry(draw):
+    """Windows that may overlap and overhang: kernel 1–4, stride 1–3, padding 0..kernel//2, any
+    size a window fits in (with the padding), ceil_mode either way."""
+    kernel, stride, padding, size = [], [], [], []
+    for _ in range(2):
+        k = draw(st.integers(1, 4))
+        p = draw(st.integers(0, k // 2))
+        kernel.append(k), stride.append(draw(st.integers(1, 3))), padding.append(p)
+        size.append(draw(st.integers(max(1, k - 2 * p), 11)))
+    return dict(N=draw(st.integers(0, 2)), C=draw(st.integers(1, 3)), size=tuple(size), kernel=tuple(kernel),
+                stride=tuple(stride), padding=tuple(padding), ceil_mode=draw(st.booleans()))
+
+
+@given(data=st.data(), geo=overlapping_geometry(), dtype=st.sampled_from([np.float32, np.float64]),
+       special=st.booleans())
+@example(data=None, geo=dict(N=1, C=1, size=(5, 5), kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=False),
+         dtype=np.float32, special=True)
+def test_max_pool_overlapping_path_same_bits_as_general_and_reference(data, geo, dtype, special):
+    """The overlapping-window kernel against the general prange kernel (same bits and indices,
+    ties, ±0, ±inf and NaN drawn), the plain-loop reference, and its backward (the per-plane
+    scatter) against the reference's."""
+    shape = (geo["N"], geo["C"]) + geo["size"]
+    kernel, stride, padding, ceil = geo["kernel"], geo["stride"], geo["padding"], geo["ceil_mode"]
+    if data is None:   # the example: ResNet's stem pool with NaN, ties and -inf at the borders
+        x = np.array([[np.nan, 1, 1, -np.inf, 3], [1, np.nan, 1, 2, 3], [0, 0, -0.0, 2, np.inf],
+                      [-np.inf, -np.inf, 5, 5, 0], [1, 2, 3, np.nan, -0.0]], dtype).reshape(shape)
+        gy = None
+    else:
+        x = _draw_x(data, shape, dtype, special)
+    y, idx = K.max_pool2d_forward(x, kernel, stride, padding, (1, 1), ceil)
+    OH, OW = y.shape[2:]
+    y_gen = np.empty((shape[0] * shape[1], OH, OW), dtype)
+    idx_gen = np.empty(y_gen.shape, np.int64)
+    K._max_pool(K._planes(x), y_gen, idx_gen, *kernel, *stride, *padding, 1, 1)
+    _assert_same_bits(y, y_gen.reshape(y.shape))
+    np.testing.assert_array_equal(idx, idx_gen.reshape(y.shape))
+    y_ref, idx_ref = R.max_pool2d_forward(x, kernel, stride, padding, (1, 1), ceil)
+    _assert_same_bits(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    gy = np.arange(y.size, dtype=dtype).reshape(y.shape) if data is None else _draw_x(data, y.shape, dtype, False)
+    gx = K.max_pool2d_backward(gy, idx, x.shape[2:], kernel, stride, padding, (1, 1))
+    np.testing.assert_array_equal(gx, R.max_pool2d_backward(gy, idx_ref, x.shape[2:]))
+
+
+def test_max_pool_overlapping_like_torch():
+    """ResNet's stem pool and Inception's 3×3 stride-1 pool through the public op, with ties:
+    values, indices and the input gradient equal PyTorch's."""
+    r = np.random.default_rng(5)
+    for shape, kw in (((2, 3, 12, 11), dict(kernel_size=3, stride=2, padding=1)),
+                      ((2, 3, 9, 9), dict(kernel_size=3, stride=1, padding=1)),
+                      ((1, 2, 10, 7), dict(kernel_size=(3, 2), stride=(2, 3), padding=(1, 1), ceil_mode=True))):
+        x = r.integers(-3, 4, shape).astype(np.float32)   # many ties
+        X = mc.Tensor(x, requires_grad=True)
+        y, idx = F.max_pool2d(X, return_indices=True, **kw)
+        tx = torch.tensor(x, requires_grad=True)
+        yt, it = TF.max_pool2d(tx, return_indices=True, **kw)
+        np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
+        np.testing.assert_array_equal(idx.numpy(), it.numpy())
+        gy = r.standard_normal(y.shape).astype(np.float32)
+        y.backward(gy)
+        yt.backward(torch.tensor(gy))
+        np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-6)

@@ -42,6 +42,12 @@ def non_overlapping(in_hw, out_hw, kernel, stride, padding, dilation=(1, 1)):
             and (OH - 1) * sh + kh <= H and (OW - 1) * sw + kw <= W)
 
 
+def overlapping_fast(kernel, padding, dilation):
+    """True when :func:`max_pool_overlapping` applies: dilation 1 and padding at most half the
+    kernel (PyTorch's own limit), so no window lies wholly in the padding."""
+    return (tuple(dilation) == (1, 1) and 2 * padding[0] <= kernel[0] and 2 * padding[1] <= kernel[1])
+
+
 def is_2x2(kernel, stride):
     return tuple(kernel) == (2, 2) and tuple(stride) == (2, 2)
 
@@ -119,6 +125,103 @@ def max_pool_non_overlapping(x, y, idx, kh, kw, sh, sw, p0, p1):
             ir = idx[p, oh]
             for ow in range(OW):
                 ir[ow] = h0 * W + ow * sw + code[ow]
+
+
+@njit(cache=True, nogil=True)
+def max_pool_overlapping(x, y, idx, kh, kw, sh, sw, ph, pw, p0, p1):
+    """Any windows with dilation 1 and padding ``ph <= kh/2``, ``pw <= kw/2`` (so every window holds
+    an input position), e.g. ResNet's 3×3 stride-2 pad-1 stem pool; the general kernel's results.
+
+    Per output row: the window rows inside the input ``[hs, he)``; the output columns whose window
+    lies inside the input (``ow_lo <= ow < ow_hi``) run one pass per tap in scan order (row, then
+    column), vectorised over ``ow`` (no bounds tests), starting from the window's first position
+    and keeping the winner's int32 offset from it; the few border columns run the general loop.
+    ``v > best or v != v``: the first maximum wins, and a NaN wins (the last NaN, as PyTorch).
+    Strides 1 and 2 call the (inlined) tap loop with the stride a literal: LLVM then vectorises the
+    loads (stride 2: SIMD shuffles), 6 ms instead of 21 for 3×3 stride 2 on 256 planes of 112×112,
+    one thread; with the stride a variable the loop stays scalar."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    ow_lo = min(OW, (pw + sw - 1) // sw)                 # first column with w0 = ow·sw − pw >= 0
+    ow_hi = max(ow_lo, min(OW, (W - kw + pw) // sw + 1))  # past the last with w0 + kw <= W
+    n, start = ow_hi - ow_lo, ow_lo * sw - pw
+    code = np.empty(max(n, 1), dtype=np.int32)           # scratch row, one per task
+    for p in range(p0, p1):
+        for oh in range(OH):
+            h0 = oh * sh - ph
+            hs, he = max(h0, 0), min(h0 + kh, H)
+            if n > 0:
+                yr = y[p, oh, ow_lo:ow_hi]
+                if sw == 1:    # a literal stride (inlined): vector loads
+                    _window_taps(x[p], yr, code, hs, he, start, kw, 1, n)
+                elif sw == 2:  # a literal stride: SIMD shuffles
+                    _window_taps(x[p], yr, code, hs, he, start, kw, 2, n)
+                else:
+                    _window_taps(x[p], yr, code, hs, he, start, kw, sw, n)
+                ir = idx[p, oh, ow_lo:ow_hi]
+                first = hs * W + start
+                for k in range(n):
+                    ir[k] = first + k * sw + code[k]
+            yr, ir = y[p, oh], idx[p, oh]
+            for ow in range(0, ow_lo):
+                _border_window(x[p], yr, ir, ow, hs, he, sw, pw, kw)
+            for ow in range(ow_hi, OW):
+                _border_window(x[p], yr, ir, ow, hs, he, sw, pw, kw)
+
+
+@njit(cache=True, inline="always")
+def _window_taps(xp, yr, code, hs, he, start, kw, sw, n):
+    """yr[k], code[k]: the maximum of window k (columns ``start + k·sw + [0, kw)``, rows
+    ``[hs, he)``) and its offset ``(h − hs)·W + j`` from the window's first position."""
+    W = xp.shape[1]
+    xr = xp[hs, start:]
+    for k in range(n):
+        yr[k] = xr[k * sw]
+        code[k] = 0
+    for h in range(hs, he):
+        for j in range(1 if h == hs else 0, kw):
+            xr = xp[h, start + j:]
+            tap = np.int32((h - hs) * W + j)
+            for k in range(n):
+                v = xr[k * sw]
+                best = yr[k]
+                take = (v > best) | (v != v)
+                yr[k] = v if take else best
+                code[k] = tap if take else code[k]
+
+
+@njit(cache=True, inline="always")
+def _border_window(xp, yr, ir, ow, hs, he, sw, pw, kw):
+    """The general loop for output column ``ow`` of one row (rows ``[hs, he)``, columns clipped)."""
+    W = xp.shape[1]
+    w0 = ow * sw - pw
+    ws, we = max(w0, 0), min(w0 + kw, W)
+    best = xp[hs, ws]
+    best_i = hs * W + ws
+    for h in range(hs, he):
+        for w in range(ws, we):
+            v = xp[h, w]
+            if v > best or v != v:
+                best = v
+                best_i = h * W + w
+    yr[ow] = best
+    ir[ow] = best_i
+
+
+@njit(cache=True, nogil=True)
+def scatter_add_planes(src, idx, out, p0, p1):
+    """``out[p] = 0; out[p, idx[p, k]] += src[p, k]`` for k ascending (idx < 0 skipped), planes
+    ``[p0, p1)`` of flat ``(P, K)`` / ``(P, H·W)`` arrays: the backward of overlapping windows, a
+    plane per task (no races; the general kernel's order of additions, so the same bits)."""
+    K = src.shape[1]
+    for p in range(p0, p1):
+        o = out[p]
+        o[:] = 0
+        s, ix = src[p], idx[p]
+        for k in range(K):
+            i = ix[k]
+            if i >= 0:
+                o[i] += s[k]
 
 
 @njit(cache=True, nogil=True)

@@ -60,17 +60,6 @@ def _max_pool(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @njit(cache=True, parallel=True)
-def _scatter_add_planes(src, idx, out):
-    """``out[p, idx[p, k]] += src[p, k]`` for every plane ``p`` (one thread per plane); idx < 0 is skipped."""
-    P, K = src.shape
-    for p in prange(P):
-        for k in range(K):
-            i = idx[p, k]
-            if i >= 0:
-                out[p, i] += src[p, k]
-
-
-@njit(cache=True, parallel=True)
 def _gather_planes(src, idx, out):
     """``out[p, k] = src[p, idx[p, k]]``."""
     P, K = out.shape
@@ -196,7 +185,10 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode):
     idx = np.empty((N, C, OH, OW), dtype=np.int64)
     xp, yp, ip = _planes(x), y.reshape(N * C, OH, OW), idx.reshape(N * C, OH, OW)
     if not fast.non_overlapping((H, W), (OH, OW), kernel, stride, padding, dilation):
-        _max_pool(xp, yp, ip, *kernel, *stride, *padding, *dilation)
+        if fast.overlapping_fast(kernel, padding, dilation):
+            over_chunks(fast.max_pool_overlapping, N * C, xp, yp, ip, *kernel, *stride, *padding)
+        else:
+            _max_pool(xp, yp, ip, *kernel, *stride, *padding, *dilation)
     elif fast.is_2x2(kernel, stride):
         over_chunks(fast.max_pool_2x2, N * C, xp, yp, ip)
     else:
@@ -207,8 +199,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode):
 def _scatter_add(src, idx, out_hw):
     """(N, C, *) values scattered (added) into (N, C, *out_hw) planes at the flat ``idx``."""
     N, C = src.shape[:2]
-    out = np.zeros((N, C, out_hw[0], out_hw[1]), dtype=src.dtype)
-    _scatter_add_planes(_flat_planes(src), _flat_planes(idx), _flat_planes(out))
+    out = np.empty((N, C, out_hw[0], out_hw[1]), dtype=src.dtype)  # each task zeroes its planes
+    over_chunks(fast.scatter_add_planes, N * C, _flat_planes(src), _flat_planes(idx), _flat_planes(out))
     return out
 
 
