@@ -156,20 +156,21 @@ def conv1d_case(layer):
     return Case("conv1d", f"conv1d fwd+bwd N{N} C{C} L{L} K{K} k{k} same ({where})", flops, make)
 
 
-def pool_case(shape, kind):
+def pool_case(shape, kind, k=2, s=2, p=0, what=""):
+    """``kind``_pool2d forward + backward on ``shape``, window k, stride s, padding p, vs PyTorch."""
     N, C, H, W = shape
-    k = s = 2
+    OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
     flops = None
 
     def make(torch):
         x = _rng().standard_normal(shape, dtype=np.float32)
-        gy = _rng().standard_normal((N, C, H // 2, W // 2), dtype=np.float32)
+        gy = _rng().standard_normal((N, C, OH, OW), dtype=np.float32)
         X = mc.Tensor(x, requires_grad=True)
         fn = F.max_pool2d if kind == "max" else F.avg_pool2d
 
         def ours():
             X.grad = None
-            fn(X, k, s).backward(gy)
+            fn(X, k, s, p).backward(gy)
 
         theirs = None
         if torch is not None:
@@ -179,10 +180,11 @@ def pool_case(shape, kind):
 
             def theirs():
                 tx.grad = None
-                tfn(tx, k, s).backward(tgy)
+                tfn(tx, k, s, p).backward(tgy)
         return ours, theirs
 
-    return Case(f"{kind}_pool", f"{kind}_pool2d fwd+bwd {N}x{C}x{H}x{W} k2 s2", flops, make)
+    pad = f" p{p}" if p else ""
+    return Case(f"{kind}_pool", f"{kind}_pool2d fwd+bwd {N}x{C}x{H}x{W} k{k} s{s}{pad}{what}", flops, make)
 
 
 def deconv_case():
@@ -328,6 +330,8 @@ def suite(quick=False):
     cases += [conv1d_case(layer) for layer in (CONV1D_LAYERS[1:2] if quick else CONV1D_LAYERS)]
     for shape in ([(64, 64, 32, 32)] if quick else [(64, 64, 32, 32), (8, 256, 56, 56)]):
         cases += [pool_case(shape, "max"), pool_case(shape, "avg")]
+    if not quick:  # overlapping windows
+        cases.append(pool_case((4, 64, 112, 112), "max", 3, 2, 1, " (ResNet's stem pool)"))
     cases.append(deconv_case())
     cases += [roi_align_case(1000 if quick else 2000)]
     cases += [nms_case(n) for n in ((1000,) if quick else (1000, 10000))]
