@@ -6,9 +6,11 @@ image side) with batch norm and ReLU to a 32×32 image in (−1, 1) (tanh); the 
 mirrors it with strided convolutions and LeakyReLU(0.2) down to one logit "real or fake". Each
 step D learns to tell real images from G's (``fake.detach()``: G is not trained by D's loss),
 then G learns to make D say "real" (D frozen). Adam, lr 2e-4, β1 = 0.5, N(0, 0.02) init: the
-paper's recipe. Here a small width (32 channels at the widest layer of D's first stage).
+paper's recipe. Here a small width (32 channels at the widest layer of D's first stage), and the
+samples come from G_ema, the moving average of G's weights (β 0.999, its batch-norm statistics
+recomputed from its own outputs after each epoch): less noisy than the last G.
 
-    python examples/13_dcgan_fashion_mnist.py [--epochs 8] [--limit N]
+    python examples/13_dcgan_fashion_mnist.py [--epochs 20] [--limit N]
 
 Needs Fashion-MNIST from Debian's package (apt-get install dataset-fashion-mnist). Writes
 runs/13_dcgan_fashion_mnist/: samples/epoch_XXX.png (the same 16 latents every epoch),

@@ -45,9 +45,11 @@ GAN_MODEL_KWARGS = {
 # paper's non-saturating loss, Adam β = (0, 0.99), style-mixing regularisation 0.9. On digits that set-up
 # collapsed to one digit (without R1: the autograd has no second derivatives, and its finite-difference
 # estimate, GANTrainer(r1_gamma=), did not prevent the collapse at γ = 1); there: least squares, no mixing
-# regularisation, and the samples and the evaluation from G_ema, the moving average of G's weights (β 0.995)
+# regularisation, and the samples and the evaluation from G_ema, the moving average of G's weights (β 0.995).
+# DCGAN on Fashion-MNIST samples from G_ema too (β 0.999, its batch-norm statistics its own): at 20 epochs
+# its distance was 3.7 against G's 5.2 (a wider G, width 64, was worse at equal time: 6.3 against 5.5)
 GAN_TRAINER_KWARGS = {
-    ("dcgan", "fashion-mnist"): dict(loss="bce", betas=(0.5, 0.999)),
+    ("dcgan", "fashion-mnist"): dict(loss="bce", betas=(0.5, 0.999), ema_decay=0.999),
     ("dcgan", "digits"): dict(loss="bce", betas=(0.5, 0.999)),
     ("stylegan", "fashion-mnist"): dict(loss="bce", betas=(0.0, 0.99), mixing_prob=0.9),
     ("stylegan", "digits"): dict(loss="lsgan", betas=(0.0, 0.99), mixing_prob=0.0, ema_decay=0.995),
@@ -55,7 +57,7 @@ GAN_TRAINER_KWARGS = {
 # (epochs, batch size, learning rate, training images (None: all)) per model and dataset, chosen so a run
 # takes <= 20 minutes on 2 cores
 GAN_RECIPES = {
-    ("dcgan", "fashion-mnist"): (14, 64, 2e-4, None), ("dcgan", "digits"): (60, 64, 2e-4, None),
+    ("dcgan", "fashion-mnist"): (20, 64, 2e-4, None), ("dcgan", "digits"): (60, 64, 2e-4, None),
     ("stylegan", "fashion-mnist"): (4, 32, 2e-3, 10000), ("stylegan", "digits"): (12, 32, 5e-4, None),
     ("pix2pix", "edges-fashion"): (4, 16, 2e-4, 8000), ("pix2pix", "nuclei"): (60, 4, 2e-4, None),
     ("cyclegan", "sneaker-boot"): (4, 4, 2e-4, 2000), ("cyclegan", "digits-fashion"): (4, 4, 2e-4, 2000),
