@@ -212,6 +212,44 @@ def test_depthwise3x3_kernels_match_reference(N, C_, H, W_, ph, pw, extra):
                 assert a is None
 
 
+@settings(deadline=None)
+@given(st.integers(1, 2), st.integers(2, 4), st.integers(1, 10), st.integers(1, 10), st.integers(0, 3),
+       st.integers(0, 3), st.sampled_from([(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1)]))
+def test_depthwise3x3_stride2_kernels_match_reference(N, C_, H, W_, ph, pw, extra):
+    """MobileNet's downsampling case (3×3, stride 2, one output channel per input channel) has its
+    own forward and backward kernels: against the plain loops in float64 (odd and even sizes, paddings up to 3,
+    an output a row or column shorter, or longer: implicit zeros), with the kernel spied to be
+    the one that ran."""
+    out = ((H + 2 * ph - 3) // 2 + 1 + extra[0], (W_ + 2 * pw - 3) // 2 + 1 + extra[1])
+    assume(min(out) >= 1)
+    assert C._is_depthwise3x3((C_, 1, 3, 3), C_, (2, 2), (1, 1), step=2)
+    assert not C._is_depthwise3x3((C_, 1, 3, 3), C_, (2, 1), (1, 1), step=2)
+    g = dict(N=N, C_in=C_, C_out=C_, H=H, W=W_, k=(3, 3), s=(2, 2), p=(ph, pw), d=(1, 1), G=C_, out=out)
+    x, W, _ = _data(g, np.float64)
+    b = np.linspace(-1, 1, C_)
+    geo = ((2, 2), (ph, pw), (1, 1), C_)
+    calls = []
+    raw = C.depthwise3x3s2_raw
+    C.depthwise3x3s2_raw = lambda *a: calls.append(1) or raw(*a)
+    try:
+        got = C.conv2d_forward(x, W, *geo, out, b)
+    finally:
+        C.depthwise3x3s2_raw = raw
+    assert calls == [1]
+    np.testing.assert_allclose(got, R.conv2d_forward(x, W, *geo, out, b), rtol=1e-12, atol=1e-12)
+    # the backward kernel (gx as a stride-1 convolution of the zero-spread gy), each subset of gradients
+    _, _, gy = _data(g, np.float64)
+    want = (R.conv2d_backward_input(gy, W, (H, W_), *geo), R.conv2d_backward_weight(x, gy, (3, 3), *geo),
+            R.conv2d_bias_grad(gy))
+    for needs in [(True, True, True), (True, False, False), (False, True, True), (True, False, True)]:
+        got = C.conv2d_backward(x, W, gy, *geo, needs)
+        for need, a, b_ in zip(needs, got, want):
+            if need:
+                np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-10)
+            else:
+                assert a is None
+
+
 def test_depthwise_matches_pytorch_float32():
     r = np.random.default_rng(2)
     x = r.standard_normal((2, 6, 19, 23)).astype(np.float32)
