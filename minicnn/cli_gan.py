@@ -58,7 +58,7 @@ GAN_TRAINER_KWARGS = {
 # takes <= 20 minutes on 2 cores
 GAN_RECIPES = {
     ("dcgan", "fashion-mnist"): (20, 64, 2e-4, None), ("dcgan", "digits"): (60, 64, 2e-4, None),
-    ("stylegan", "fashion-mnist"): (4, 32, 2e-3, 10000), ("stylegan", "digits"): (12, 32, 5e-4, None),
+    ("stylegan", "fashion-mnist"): (3, 32, 2e-3, 30000), ("stylegan", "digits"): (12, 32, 5e-4, None),
     ("pix2pix", "edges-fashion"): (4, 16, 2e-4, 8000), ("pix2pix", "nuclei"): (60, 4, 2e-4, None),
     ("cyclegan", "sneaker-boot"): (4, 4, 2e-4, 2000), ("cyclegan", "digits-fashion"): (4, 4, 2e-4, 2000),
 }
