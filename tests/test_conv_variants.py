@@ -200,16 +200,7 @@ def test_depthwise3x3_kernels_match_reference(N, C_, H, W_, ph, pw, extra):
     _check_against_reference(g)
     # the fused backward (one pass over gy for gx, gW and gb), with each subset of the gradients
     x, W, gy = _data(g, np.float64)
-    geo = ((1, 1), (ph, pw), (1, 1), C_)
-    want = (R.conv2d_backward_input(gy, W, (H, W_), *geo), R.conv2d_backward_weight(x, gy, (3, 3), *geo),
-            R.conv2d_bias_grad(gy))
-    for needs in [(True, True, True), (True, False, False), (False, True, True), (True, False, True)]:
-        got = C.conv2d_backward(x, W, gy, *geo, needs)
-        for need, a, b in zip(needs, got, want):
-            if need:
-                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
-            else:
-                assert a is None
+    _check_backward_subsets(x, W, gy, ((1, 1), (ph, pw), (1, 1), C_))
 
 
 @settings(deadline=None)
@@ -238,14 +229,19 @@ def test_depthwise3x3_stride2_kernels_match_reference(N, C_, H, W_, ph, pw, extr
     assert calls == [1]
     np.testing.assert_allclose(got, R.conv2d_forward(x, W, *geo, out, b), rtol=1e-12, atol=1e-12)
     # the backward kernel (gx as a stride-1 convolution of the zero-spread gy), each subset of gradients
-    _, _, gy = _data(g, np.float64)
-    want = (R.conv2d_backward_input(gy, W, (H, W_), *geo), R.conv2d_backward_weight(x, gy, (3, 3), *geo),
+    _check_backward_subsets(x, W, _data(g, np.float64)[2], geo)
+
+
+def _check_backward_subsets(x, W, gy, geo):
+    """conv2d_backward with each subset of (gx, gW, gb) wanted against the plain loops (float64);
+    the unwanted ones must be None."""
+    want = (R.conv2d_backward_input(gy, W, x.shape[2:], *geo), R.conv2d_backward_weight(x, gy, W.shape[2:], *geo),
             R.conv2d_bias_grad(gy))
     for needs in [(True, True, True), (True, False, False), (False, True, True), (True, False, True)]:
         got = C.conv2d_backward(x, W, gy, *geo, needs)
-        for need, a, b_ in zip(needs, got, want):
+        for need, a, b in zip(needs, got, want):
             if need:
-                np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-10)
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
             else:
                 assert a is None
 

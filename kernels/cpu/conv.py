@@ -281,6 +281,17 @@ def depthwise3x3s2_raw(x, W, b, y, ph, pw):
                               np.empty((2 * OH + 1, 2 * OW + 1), dtype=x.dtype))
 
 
+@njit(cache=True, inline="always")
+def _store_3x3_grads(gw, gb, c, s00, s01, s02, s10, s11, s12, s20, s21, s22, sb, want_gw, want_gb):
+    """gw[kh, kw] = s_{kh kw} and gb[c] = sb, where wanted (the depthwise 3×3 backward kernels' sums)."""
+    if want_gw:
+        gw[0, 0], gw[0, 1], gw[0, 2] = s00, s01, s02
+        gw[1, 0], gw[1, 1], gw[1, 2] = s10, s11, s12
+        gw[2, 0], gw[2, 1], gw[2, 2] = s20, s21, s22
+    if want_gb:
+        gb[c] = sb
+
+
 @no_refcount_with(fastmath={"reassoc", "contract"})
 def _depthwise3x3_backward_channel(x, gy, W, gx, gw, gb, c, ph, pw, P, Q, G, want_gx, want_gw, want_gb):
     """All three gradients of channel c of a 3×3 stride-1 depthwise convolution in one pass over
@@ -332,12 +343,7 @@ def _depthwise3x3_backward_channel(x, gy, W, gx, gw, gb, c, ph, pw, P, Q, G, wan
         if want_gb:
             for q in range(n_flat):
                 sb += g[q]
-    if want_gw:
-        gw[0, 0], gw[0, 1], gw[0, 2] = s00, s01, s02
-        gw[1, 0], gw[1, 1], gw[1, 2] = s10, s11, s12
-        gw[2, 0], gw[2, 1], gw[2, 2] = s20, s21, s22
-    if want_gb:
-        gb[c] = sb
+    _store_3x3_grads(gw, gb, c, s00, s01, s02, s10, s11, s12, s20, s21, s22, sb, want_gw, want_gb)
 
 
 @njit(cache=True, parallel=True)
@@ -399,12 +405,7 @@ def _depthwise3x3s2_backward_channel(x, gy, W, gx, gw, gb, c, ph, pw, P, U, Q, w
                 g = g_plane[oh]
                 for ow in range(OW):
                     sb += g[ow]
-    if want_gw:
-        gw[0, 0], gw[0, 1], gw[0, 2] = s00, s01, s02
-        gw[1, 0], gw[1, 1], gw[1, 2] = s10, s11, s12
-        gw[2, 0], gw[2, 1], gw[2, 2] = s20, s21, s22
-    if want_gb:
-        gb[c] = sb
+    _store_3x3_grads(gw, gb, c, s00, s01, s02, s10, s11, s12, s20, s21, s22, sb, want_gw, want_gb)
 
 
 @njit(cache=True, parallel=True)
