@@ -60,6 +60,8 @@ import time
 import numpy as np
 
 from . import functional as F
+from .autograd import no_grad
+from .nn.norm import _BatchNorm
 from .optim import Adam
 from .tensor import Tensor
 from .train import _progress, save_checkpoint
@@ -325,13 +327,9 @@ class GANTrainer(_AdversarialTrainer):
         without a graph on latents ~ N(0, I) from ``default_rng([trainer seed, seed])`` (not the
         training generator), each layer averaging cumulatively (momentum None), momentum restored.
         Returns the number of batch-norm layers refreshed (0: nothing to do)."""
-        from .nn.norm import _BatchNorm
-
         norms = [m for m in self.ema_generator.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
         if not norms:
             return 0
-        from .autograd import no_grad
-
         rng = np.random.default_rng([self._stat_seed, seed])
         momenta, was_training = [m.momentum for m in norms], self.ema_generator.training
         for m in norms:
@@ -494,8 +492,6 @@ class Pix2PixTrainer(_AdversarialTrainer):
 
 
 def _translate(net, to_tensor, inputs, batch_size, train_mode):
-    from .autograd import no_grad
-
     was = net.training
     net.train(train_mode)
     try:

@@ -526,10 +526,19 @@ def _is_depthwise(C_in, groups):
 
 def _is_depthwise3x3(W_shape, C_in, stride, dilation, step=1):
     """The depthwise case with its own kernels: one output channel per input channel, 3×3, stride
-    ``step`` in both directions (1: forward and backward kernels; 2: a forward kernel), undilated
-    (MobileNet's)."""
+    ``step`` in both directions, undilated (MobileNet's)."""
     return (W_shape[0] == C_in and tuple(W_shape[2:]) == (3, 3) and tuple(stride) == (step, step)
             and tuple(dilation) == (1, 1))
+
+
+def _depthwise3x3_step(W_shape, C_in, groups, stride, dilation):
+    """1 or 2: the stride of a depthwise 3×3 layer with its own forward and backward kernels
+    (:func:`_is_depthwise3x3`); None for any other layer."""
+    if _is_depthwise(C_in, groups):
+        for step in (1, 2):
+            if _is_depthwise3x3(W_shape, C_in, stride, dilation, step):
+                return step
+    return None
 
 
 #: ``None``: choose per shape (the table in the module docstring); ``"im2col"``, ``"winograd"``
@@ -941,9 +950,10 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
     G, Mg, K = groups, C_out // groups, Cg * kH * kW
     y = np.empty((N, C_out, OH, OW), dtype=x.dtype)
     if _is_depthwise(C_in, G):
-        if _is_depthwise3x3(W.shape, C_in, stride, dilation):
+        step = _depthwise3x3_step(W.shape, C_in, G, stride, dilation)
+        if step == 1:
             depthwise3x3_raw(x, W, bias_vector(bias, C_out, x.dtype), y, *padding, False)
-        elif _is_depthwise3x3(W.shape, C_in, stride, dilation, step=2):
+        elif step == 2:
             depthwise3x3s2_raw(x, W, bias_vector(bias, C_out, x.dtype), y, *padding)
         else:
             depthwise_forward_raw(x, W, bias_vector(bias, C_out, x.dtype), y, *stride, *padding, *dilation)
@@ -1107,23 +1117,23 @@ def _use_winograd_backward(x, W_shape, stride, dilation, groups, out_hw):
 
 def conv2d_backward(x, W, gy, stride, padding, dilation, groups, needs=(True, True, True)):
     """``(gx, gW, gb)``: the gradients of ``y = conv2d(x, W) + b`` wanted by ``needs`` (three bools;
-    None for the others). Two cases compute gx and gW together: the 3×3 stride-1 depthwise
-    convolution in one pass over gy (:func:`depthwise3x3_backward_raw`; measured on (8,128,56,56),
-    when its planes were still filled by a non-vectorised loop: 7.8 vs 8.2 ms for the three
-    kernels), and a Winograd layer on small images from one transform of gy
+    None for the others). Two cases compute gx and gW together: the 3×3 depthwise convolution of
+    stride 1 or 2 in one pass over gy per channel (:func:`depthwise3x3_backward_raw`, measured on
+    (8,128,56,56) when its planes were still filled by a non-vectorised loop: 7.8 vs 8.2 ms for the
+    three kernels; :func:`depthwise3x3s2_backward_raw`), and a Winograd layer on small images from one transform of gy
     (:func:`winograd_backward3x3`, :func:`_use_winograd_backward`, when both of its maps are in
     ``winograd_in_range`` for these values); every other convolution calls
     :func:`conv2d_backward_input`, :func:`conv2d_backward_weight` and :func:`conv2d_bias_grad`."""
     want_gx, want_gw, want_gb = (bool(v) for v in needs)
     x, W, gy = np.ascontiguousarray(x), np.ascontiguousarray(W), np.ascontiguousarray(gy)
     C_in = x.shape[1]
-    if (_is_depthwise(C_in, groups) and (want_gx or want_gw)
-            and (_is_depthwise3x3(W.shape, C_in, stride, dilation) or _is_depthwise3x3(W.shape, C_in, stride, dilation, 2))):
+    step = _depthwise3x3_step(W.shape, C_in, groups, stride, dilation)
+    if step is not None and (want_gx or want_gw):
         dummy = np.empty((1, 1, 1, 1), dtype=x.dtype)
         gx = np.empty_like(x) if want_gx else dummy
         gW = np.empty(W.shape, dtype=x.dtype) if want_gw else np.empty((W.shape[0], 1, 3, 3), dtype=x.dtype)
         gb = np.empty(W.shape[0], dtype=x.dtype) if want_gb else np.empty(1, dtype=x.dtype)
-        backward = depthwise3x3_backward_raw if tuple(stride) == (1, 1) else depthwise3x3s2_backward_raw
+        backward = depthwise3x3_backward_raw if step == 1 else depthwise3x3s2_backward_raw
         backward(x, gy, W, gx, gW, gb, *padding, want_gx, want_gw, want_gb)
         return gx if want_gx else None, gW if want_gw else None, gb if want_gb else None
     if want_gx and want_gw and _use_winograd_backward(x, W.shape, stride, dilation, groups, gy.shape[2:]):

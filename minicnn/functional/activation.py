@@ -37,9 +37,9 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """y = x if x > 0 else a·x;  gx = gy · (1 if x > 0 else a), a = ``negative_slope``. Device
     kernels ``leaky_relu_forward``/``leaky_relu_backward`` (other dtypes are promoted to float32
-    or float64 first, ``float_inputs``). The backward reads
-    the saved output when a >= 0 (y > 0 exactly where x > 0), else the saved input. ``inplace``: y
-    is written into x (a >= 0 only, as PyTorch: a negative slope needs x for the backward)."""
+    or float64 first, ``float_inputs``). The backward reads the saved output when a >= 0 (y > 0
+    exactly where x > 0), else the saved input. ``inplace``: y is written into x (a >= 0 only, as
+    PyTorch: a negative slope needs x for the backward)."""
 
     float_inputs = True
     fresh_grads = True
