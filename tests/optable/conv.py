@@ -60,6 +60,8 @@ def _conv2d_samples(rng):
                name="grouped, strided, dilated"),
         Sample((_u(rng, 2, 3, 5, 5), _u(rng, 6, 1, 3, 3), _u(rng, 6)), dict(stride=2, padding=1, groups=3),
                name="depthwise x2"),
+        Sample((_u(rng, 2, 3, 7, 6), _u(rng, 3, 1, 3, 3), _u(rng, 3)), dict(stride=2, padding=1, groups=3),
+               name="depthwise 3x3 stride 2 (its own CPU kernels)"),
         Sample((_u(rng, 2, 3, 3, 4), _u(rng, 2, 3, 1, 1), _u(rng, 2)), dict(), name="1x1"),
         Sample((_u(rng, 1, 2, 4, 5), _u(rng, 2, 2, 2, 4)), dict(padding="same", dilation=(2, 1)), name="same, even kernel"),
     ]
