@@ -13,6 +13,12 @@ wanted, records a :class:`Context` node whose parents are the input tensors.
 and not a plain depth-first walk: a node used twice (``b = a + a; c = b + b``) must receive the
 gradient of *all* its consumers before it passes its own gradient on; otherwise ``a`` would be
 visited with a partial gradient.
+
+As in PyTorch, a node drops what forward saved and its input tensors as soon as its backward has
+run (``retain_graph=False``, the default): the activations of a network are freed layer by layer
+during the backward pass instead of all at its end (a training step's peak memory is then that
+of the activations still needed, not of all of them plus all the gradients). A second backward
+through such a node raises a RuntimeError; ``backward(retain_graph=True)`` keeps the graph.
 """
 import contextlib
 import threading
@@ -71,6 +77,14 @@ class Context:
         self.output_shapes = ()
         self.output_dtypes = ()
         self.saved_versions = ()  # (counter, value at forward, what it is) of tensors aliasing ctx.saved
+        self.freed = False  # backward ran without retain_graph: saved arrays and inputs dropped
+
+    def free(self):
+        """Drop what backward needed (saved arrays, input tensors): after a backward without
+        ``retain_graph``, so that activations are freed as soon as their node is done."""
+        self.saved = self.saved_versions = ()
+        self.inputs = ()
+        self.freed = True
 
     @property
     def kernels(self):
@@ -342,8 +356,9 @@ def _handed_over(ctx, gx, gxs, gys):
     return not any(a is gx for a in (*gys, *ctx.saved, *(t.data for t in ctx.inputs)))
 
 
-def backward(root, grad=None):
-    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+def backward(root, grad=None, retain_graph=False):
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad; without
+    ``retain_graph``, each node visited frees its saved arrays and inputs after its backward."""
     xp = root.device.xp
     if root._node is None:
         if root.requires_grad:  # a leaf: d root / d root = 1
@@ -375,6 +390,11 @@ def backward(root, grad=None):
             continue
         for j in range(len(gys)):
             mutable.discard((id(ctx), j))
+        if ctx.freed:
+            raise RuntimeError(
+                f"backward: trying to backward through the graph a second time: {ctx.name}'s saved values "
+                "were freed after the first backward; call backward(retain_graph=True) the first time to keep them"
+            )
         if ctx.saved_versions:
             _check_versions(ctx)
         # an output that received no gradient contributes zeros; integer outputs (argmax
@@ -424,3 +444,5 @@ def backward(root, grad=None):
                 else:
                     slot[j] = held + gx
                     mutable.add(key)
+        if not retain_graph:
+            ctx.free()

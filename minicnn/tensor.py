@@ -209,19 +209,21 @@ class Tensor:
         return self._modify("clamp_", lambda a: self.device.xp.clip(a, min, max, out=a))
 
     # ---- autograd ---------------------------------------------------------------------------
-    def backward(self, grad=None):
+    def backward(self, grad=None, retain_graph=False):
         """Accumulate gradients of this tensor into every leaf that requires grad.
 
         ``grad`` (d loss / d self; implied 1 for a one-element tensor) must have exactly this
         tensor's shape (a ValueError otherwise, as PyTorch's "Mismatch in shape"); it is cast to
         this tensor's dtype. Like PyTorch, gradients *accumulate*: calling ``backward`` twice adds
-        them twice. Unlike PyTorch, the graph is kept, so no ``retain_graph`` is needed for that.
+        them twice, and each node of the graph frees what its backward needed once that has run
+        (activations are released layer by layer), so a second backward through the same graph
+        needs ``retain_graph=True`` on the first (a RuntimeError otherwise).
         A tensor that backward needs and that changed in place since the forward raises a
         RuntimeError (see :class:`VersionCounter`).
         """
         if grad is not None:
             grad = autograd.check_root_grad(self, grad.data if isinstance(grad, Tensor) else grad)
-        autograd.backward(self, grad)
+        autograd.backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate(self, g, owned=False):
         """``grad ← grad + g`` as a new array (a ``.grad`` someone holds never changes under them).

@@ -29,11 +29,50 @@ def test_diamond_graph():
 
 
 def test_backward_twice_accumulates_like_pytorch():
+    torch = pytest.importorskip("torch")
     x = mc.tensor([1.0, 2.0], requires_grad=True)
-    y = (x * x).sum()
+    xt = torch.tensor([1.0, 2.0], requires_grad=True)
+    y, yt = (x * x).sum(), (xt * xt).sum()
+    y.backward(retain_graph=True)
+    yt.backward(retain_graph=True)
     y.backward()
-    y.backward()
+    yt.backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy())
     np.testing.assert_allclose(x.grad.numpy(), 2 * 2 * x.numpy())
+
+
+def test_second_backward_through_a_freed_graph_raises_like_pytorch():
+    torch = pytest.importorskip("torch")
+    x = mc.tensor([1.0, 2.0], requires_grad=True)
+    xt = torch.tensor([1.0, 2.0], requires_grad=True)
+    y, yt = F.relu(x * x).sum(), torch.relu(xt * xt).sum()
+    y.backward()
+    yt.backward()
+    with pytest.raises(RuntimeError, match=r"second time.*retain_graph=True"):
+        y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        yt.backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy())  # the failed call added nothing
+
+
+def test_backward_frees_activations_node_by_node():
+    """Without retain_graph, an intermediate that only the graph references (a saved activation)
+    is released by the backward pass; with it, it stays for a second backward."""
+    import gc
+    import weakref
+
+    for retain in (False, True):
+        x = mc.tensor(np.ones((4, 4)), requires_grad=True)
+        h = F.relu(x * 2.0)         # saved by the multiply below and by relu (its output)
+        ref = weakref.ref(h.data)
+        y = (h * h).sum()
+        del h
+        gc.collect()
+        assert ref() is not None    # the graph holds it until backward
+        y.backward(retain_graph=retain)
+        gc.collect()
+        assert (ref() is not None) == retain
+        np.testing.assert_allclose(x.grad.numpy(), 8.0 * x.numpy())
 
 
 def test_gradient_flows_into_leaf_from_many_paths_in_a_long_chain():

@@ -161,7 +161,7 @@ def test_second_backward_leaves_the_first_grad_tensor_unchanged():
     x = _x()
     gy = np.ones((2, 3, 2, 2), np.float32)
     y = F.max_pool2d(x, 2, 2)
-    y.backward(gy)
+    y.backward(gy, retain_graph=True)
     first = x.grad
     snapshot = first.numpy().copy()
     y.backward(gy)

@@ -145,7 +145,7 @@ def test_chunked_pool_and_resample_launches_equal_one_launch(monkeypatch):
         y3 = F.adaptive_avg_pool2d(t, (3, 5))
         y4 = F.interpolate(t, size=(13, 7), mode="bilinear", align_corners=False)
         y5 = F.max_unpool2d(y1, idx, 3, 2, 1, output_size=(9, 8))
-        (y1 * mc.Tensor(gy_pool, device="cuda-emu")).sum().backward()
+        (y1 * mc.Tensor(gy_pool, device="cuda-emu")).sum().backward(retain_graph=True)  # y5 reuses y1's graph
         (y2.sum() + (y3 * y3).sum() + (y4 * y4).sum() + (y5 * y5).sum()).backward()
         return [a.numpy().copy() for a in (y1, idx, y2, y3, y4, y5, t.grad)]
 
