@@ -5,8 +5,18 @@ Each row is one network at one input size and batch, timed in two modes:
 * ``train``: forward, cross-entropy, backward, SGD step (lr 0.01, momentum 0.9), BN in train mode;
 * ``eval``: forward under ``no_grad`` with the model in eval mode.
 
+The GAN row (``dcgan_32``: the DCGAN of ``python -m minicnn train --task gan --model dcgan``,
+32×32 grey images, width 32, batch 64) times instead
+* ``train``: one alternating step, fakes ``G(z)`` for a fixed batch of latents, then the D step
+  (``BCE(D(x), 1) + BCE(D(fake.detach()), 0)``, Adam) and the G step (``BCE(D(fake), 1)`` with D's
+  parameters frozen, Adam), Adam lr 2e-4, betas (0.5, 0.999): ``GANTrainer.d_step``/``g_step`` for
+  minicnn, the same loop written out for PyTorch;
+* ``eval``: sampling, ``G(z)`` under ``no_grad`` in eval mode.
+Its "images" are the batch's real images (64 per step).
+
 Both libraries hold the SAME weights (PyTorch's random init, loaded into minicnn with
-``load_state_dict``). Before timing, the eval outputs of both are compared on the row's input:
+``load_state_dict``). Before timing, the eval outputs of both are compared on the row's input
+(for the GAN row, ``G(z)`` and ``D(x)``):
 ``max |ours − theirs| <= 1e-3 · max |theirs|`` or the row is an error (no timing printed).
 Timing alternates minicnn and PyTorch (``timing.time_pair``): 1 warm-up call each, then the
 median of 5 calls (3 with ``--quick``), ``OMP_WAIT_POLICY=PASSIVE``, PyTorch on ``os.cpu_count()``
@@ -26,8 +36,8 @@ The JSON also holds ``*_step_mib``: the second step's peak over the RSS just bef
 bound on what a step allocates: memory the allocator kept from the first step is not counted).
 
 The PyTorch networks are torchvision's (``weights=None``); torchvision imports only in a venv
-whose torch matches it (see benchmarks/README.md). Without it only the U-Net row runs (its PyTorch
-twin is written here). Prints a Markdown table and writes ``benchmarks/results/models.json``.
+whose torch matches it (see benchmarks/README.md). Without it only the U-Net and DCGAN rows run
+(their PyTorch twins are written here). Prints a Markdown table and writes ``benchmarks/results/models.json``.
 """
 import argparse
 import os
@@ -36,6 +46,9 @@ import time
 import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see run._torch: one wait policy for both libraries
+
+DCGAN = dict(latent_dim=100, width=32)   # the Fashion-MNIST recipe's (minicnn.cli_gan), 32×32 grey
+RETINANET_SIZE = dict(min_size=320, max_size=320)
 
 
 class Row:
@@ -47,7 +60,9 @@ class Row:
         self.name, self.network, self.size, self.batch = name, network, size, batch
         self.num_classes, self.ours, self.theirs = num_classes, ours, theirs
         self.needs_tv, self.quick = needs_tv, quick
-        self.in_channels = 1 if name.startswith("unet") else 3
+        self.in_channels = 1 if name.startswith(("unet", "dcgan")) else 3
+        self.is_gan = name.startswith("dcgan")
+        self.is_detector = name.startswith("retinanet")
 
 
 def _ours(name):
@@ -63,13 +78,42 @@ def _ours(name):
         "vgg11_64": lambda: models.vgg11(),
         "densenet121_64": lambda: models.densenet121(),
         "unet_64": lambda: unet(in_channels=1, num_classes=2, base_channels=16, padding=True),
+        "dcgan_32": _our_dcgan,
+        "retinanet_320": _our_retinanet,
     }[name]()
+
+
+def _our_dcgan():
+    """The DCGAN recipe's pair (32×32, 1 channel, width 32, latent 100) in one module
+    (``generator``, ``discriminator``), so that one state_dict holds both."""
+    from minicnn import nn
+    from minicnn.models.generative import DCGANDiscriminator, DCGANGenerator
+
+    pair = nn.Module()
+    pair.generator = DCGANGenerator(DCGAN["latent_dim"], 32, 1, DCGAN["width"])
+    pair.discriminator = DCGANDiscriminator(32, 1, DCGAN["width"])
+    return pair
+
+
+def _our_retinanet():
+    """RetinaNet ResNet-50-FPN as torchvision builds it without weights (BatchNorm2d, all 5 backbone
+    stages trainable), 11 classes (the digit canvases' 10 digits + background), images kept at 320."""
+    from minicnn import nn
+    from minicnn.models.detection import retinanet_resnet50_fpn
+
+    return retinanet_resnet50_fpn(num_classes=11, norm_layer=nn.BatchNorm2d, trainable_backbone_layers=5,
+                                  **RETINANET_SIZE)
 
 
 def _theirs(name, torch, tv):
     """The PyTorch model of row ``name`` (torchvision's constructors, weights=None)."""
     if name == "unet_64":
         return torch_unet(torch, in_channels=1, num_classes=2, base_channels=16, padding=True)
+    if name == "dcgan_32":
+        return torch_dcgan(torch, image_size=32, channels=1, **DCGAN)
+    if name == "retinanet_320":
+        return tv.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=11,
+                                                          **RETINANET_SIZE)
     m = tv.models
     if name == "resnet18_32":
         net = m.resnet18(weights=None, num_classes=10)
@@ -88,6 +132,8 @@ ROWS = [
     Row("vgg11_64", "VGG-11", 64, 8, 1000, _ours, _theirs, quick=True),
     Row("densenet121_64", "DenseNet-121", 64, 4, 1000, _ours, _theirs),
     Row("unet_64", "U-Net (base 16, padded)", 64, 8, 2, _ours, _theirs, needs_tv=False, quick=True),
+    Row("dcgan_32", "DCGAN G+D step (width 32)", 32, 64, None, _ours, _theirs, needs_tv=False, quick=True),
+    Row("retinanet_320", "RetinaNet ResNet-50-FPN", 320, 2, 11, _ours, _theirs),
 ]
 
 
@@ -147,20 +193,75 @@ def torch_unet(torch, in_channels=1, num_classes=2, base_channels=16, depth=4, p
     return UNet()
 
 
+def torch_dcgan(torch, latent_dim=100, image_size=32, channels=1, width=32):
+    """PyTorch twin of minicnn's DCGAN pair: a module with ``generator`` and ``discriminator``, each
+    the PyTorch DCGAN tutorial's ``main`` Sequential (the discriminator ending in a logit, no
+    Sigmoid, as ours), so that its state_dict loads into :func:`_our_dcgan`'s."""
+    nn = torch.nn
+    k = int(image_size).bit_length() - 1
+    c = width * 2 ** (k - 3)
+    g = [nn.ConvTranspose2d(latent_dim, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+    for _ in range(k - 3):
+        g += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+        c //= 2
+    g += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
+    d, c = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)], width
+    for _ in range(k - 3):
+        d += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, True)]
+        c *= 2
+    d += [nn.Conv2d(c, 1, 4, 1, 0, bias=False)]
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.main = nn.Sequential(*g)
+
+        def forward(self, z):
+            return self.main(z.reshape(z.shape[0], latent_dim, 1, 1))
+
+    class Discriminator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.main = nn.Sequential(*d)
+
+        def forward(self, x):
+            return self.main(x).reshape(x.shape[0])
+
+    pair = nn.Module()
+    pair.generator, pair.discriminator = Generator(), Discriminator()
+    return pair
+
+
 def _data(row, seed=0):
-    """Input (batch, C, size, size) float32 and integer targets ((batch,) or (batch, size, size) for U-Net)."""
+    """Input (batch, C, size, size) float32 and targets: integer labels ((batch,), or (batch, size,
+    size) for U-Net); for the GAN row, real images in (−1, 1) and latents (batch, latent_dim)."""
     r = np.random.default_rng(seed)
-    x = r.standard_normal((row.batch, row.in_channels, row.size, row.size), dtype=np.float32)
+    shape = (row.batch, row.in_channels, row.size, row.size)
+    if row.is_detector:
+        from minicnn.data.detection import digit_detection
+
+        ds = digit_detection(row.batch, canvas=row.size, split="test", seed=seed + 1)
+        targets = [{k: np.asarray(t[k]) for k in ("boxes", "labels")} for t in ds.targets]
+        return np.repeat(ds.images.astype(np.float32), 3, axis=1), targets
+    if row.is_gan:
+        return (r.uniform(-1, 1, shape).astype(np.float32),
+                r.standard_normal((row.batch, DCGAN["latent_dim"]), dtype=np.float32))
+    x = r.standard_normal(shape, dtype=np.float32)
     ty = (row.batch, row.size, row.size) if row.name.startswith("unet") else (row.batch,)
     return x, r.integers(0, row.num_classes, ty)
 
 
 def _our_steps(model, x, y):
-    """(train step, eval forward) closures for a minicnn model."""
+    """(train step, eval forward) closures for a minicnn model; for a GAN pair (``y``: latents),
+    the alternating step of :class:`minicnn.train_gan.GANTrainer` and sampling."""
     import minicnn as mc
     import minicnn.functional as F
     from minicnn import optim
 
+    if hasattr(model, "generator"):
+        return _our_gan_steps(mc, model, x, y)
+    if hasattr(model, "anchor_generator"):
+        return _our_detector_steps(mc, optim, model, x, y)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     X, Y = mc.Tensor(x), mc.Tensor(y)
 
@@ -178,8 +279,73 @@ def _our_steps(model, x, y):
     return train, evaluate
 
 
+def _our_gan_steps(mc, pair, x, z):
+    from minicnn.train_gan import GANTrainer
+
+    trainer = GANTrainer(pair.generator, pair.discriminator, lr=2e-4, betas=(0.5, 0.999), progress=False,
+                         num_samples=1)
+    X, Z = mc.Tensor(x), mc.Tensor(z)
+
+    def train():
+        pair.train()
+        fake = pair.generator(Z)
+        trainer.d_step(X, fake)
+        trainer.g_step(fake)
+
+    def evaluate():
+        pair.eval()
+        with mc.no_grad():
+            return pair.generator(Z).numpy()
+    return train, evaluate
+
+
+def _our_detector_steps(mc, optim, model, x, y):
+    """Detector: train = the loss dict of ``model(images, targets)`` summed, backward, SGD step;
+    eval = ``model(images)``, its detections' scores concatenated."""
+    opt = optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    images = [mc.Tensor(im) for im in x]
+
+    def train():
+        model.train()
+        losses = model(images, y)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def evaluate():
+        model.eval()
+        with mc.no_grad():
+            return np.concatenate([np.asarray(d["scores"]) for d in model(images)])
+    return train, evaluate
+
+
+def _their_detector_steps(torch, model, x, y):
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    images = [torch.from_numpy(im) for im in x]
+    targets = [{k: torch.from_numpy(v) for k, v in t.items()} for t in y]
+
+    def train():
+        model.train()
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            return np.concatenate([d["scores"].numpy() for d in model(images)])
+    return train, evaluate
+
+
 def _their_steps(torch, model, x, y):
-    """(train step, eval forward) closures for a PyTorch model."""
+    """(train step, eval forward) closures for a PyTorch model (GAN pair, detector: see :func:`_our_steps`)."""
+    if hasattr(model, "generator"):
+        return _their_gan_steps(torch, model, x, y)
+    if hasattr(model, "anchor_generator"):
+        return _their_detector_steps(torch, model, x, y)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
 
@@ -195,6 +361,73 @@ def _their_steps(torch, model, x, y):
         with torch.no_grad():
             return model(X).numpy()
     return train, evaluate
+
+
+def _their_gan_steps(torch, pair, x, z):
+    G, D = pair.generator, pair.discriminator
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    X, Z = torch.from_numpy(x), torch.from_numpy(z)
+    ones, zeros = torch.ones(len(x)), torch.zeros(len(x))
+
+    def train():
+        pair.train()
+        fake = G(Z)
+        loss_d = bce(D(X), ones) + bce(D(fake.detach()), zeros)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        loss_g = bce(D(fake), ones)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+
+    def evaluate():
+        pair.eval()
+        with torch.no_grad():
+            return G(Z).numpy()
+    return train, evaluate
+
+
+def _compared_outputs(framework, model, x, y, torch=None):
+    """What the equivalence check compares: the eval forward's output; for a GAN pair ``G(z)`` and
+    ``D(x)`` in eval mode, flattened and concatenated; for a detector its training losses (the
+    model in eval mode, so that batch norm uses the same running statistics on both sides, with
+    the transform and head in training mode, as tests/test_retinanet.py)."""
+    if hasattr(model, "anchor_generator"):
+        return _detector_losses(framework, model, x, y, torch)
+    evaluate = (_their_steps(torch, model, x, y) if framework == "torch" else _our_steps(model, x, y))[1]
+    out = evaluate()
+    if not hasattr(model, "generator"):
+        return out
+    if framework == "torch":
+        with torch.no_grad():
+            d = model.discriminator(torch.from_numpy(x)).numpy()
+    else:
+        import minicnn as mc
+        with mc.no_grad():
+            d = model.discriminator(mc.Tensor(x)).numpy()
+    return np.concatenate([out.ravel(), d.ravel()])
+
+
+def _detector_losses(framework, model, x, y, torch):
+    model.eval()
+    model.training = model.transform.training = model.head.training = True
+    try:
+        if framework == "torch":
+            targets = [{k: torch.from_numpy(v) for k, v in t.items()} for t in y]
+            with torch.no_grad():
+                losses = model([torch.from_numpy(im) for im in x], targets)
+            return np.array([losses[k].item() for k in sorted(losses)])
+        import minicnn as mc
+        with mc.no_grad():
+            losses = model([mc.Tensor(im) for im in x], y)
+        return np.array([float(losses[k].item()) for k in sorted(losses)])
+    finally:
+        model.eval()
 
 
 def _import_torch():
@@ -322,9 +555,9 @@ def run_row(row, torch, tv, reps, memory, log=print):
     ours = _ours(row.name)
     ours.load_state_dict(theirs.state_dict())
     x, y = _data(row)
+    a, b = _compared_outputs("minicnn", ours, x, y), _compared_outputs("torch", theirs, x, y, torch)
     o_train, o_eval = _our_steps(ours, x, y)
     t_train, t_eval = _their_steps(torch, theirs, x, y)
-    a, b = o_eval(), t_eval()
     if a.shape != b.shape:
         raise ValueError(f"models benchmark {row.name}: output shapes differ: minicnn {a.shape}, PyTorch {b.shape}")
     err, scale = float(np.max(np.abs(a - b))), float(np.max(np.abs(b)))

@@ -81,6 +81,69 @@ def test_peak_memory_is_measured_for_both_libraries():
         assert total > 8 and 0 <= step <= total
 
 
+def test_dcgan_twin_matches_ours_and_one_training_step_agrees():
+    """The GAN row's PyTorch pair holds the same modules as ours (the recipe's configuration), gives
+    the same G(z) and D(x), and one timed training step (D step then G step, Adam) moves both
+    pairs' weights alike: the two closures run the same computation."""
+    from minicnn.cli_gan import GAN_MODEL_KWARGS
+
+    assert bm.DCGAN == GAN_MODEL_KWARGS["dcgan"]
+    row = next(r for r in bm.ROWS if r.name == "dcgan_32")
+    torch.manual_seed(0)
+    theirs, ours = bm._theirs("dcgan_32", torch, None), bm._ours("dcgan_32")
+    assert sorted(theirs.state_dict()) == sorted(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x, z = bm._data(row)
+    assert x.shape == (64, 1, 32, 32) and z.shape == (64, 100) and np.abs(x).max() <= 1
+    a, b = bm._compared_outputs("minicnn", ours, x, z), bm._compared_outputs("torch", theirs, x, z, torch)
+    assert a.shape == b.shape == (64 * 32 * 32 + 64,)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    o_train, _ = bm._our_steps(ours, x, z)
+    t_train, _ = bm._their_steps(torch, theirs, x, z)
+    before = {k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()}
+    o_train()
+    t_train()
+    # Adam's first step moves each weight by lr·g/(|g| + ε) ≈ ±lr = 2e-4: entries whose gradient is
+    # within rounding of 0 may take the other sign in the other library (a difference of 2·lr); a
+    # wrong gradient would flip the signs of many
+    theirs_after, ours_after = theirs.state_dict(), ours.state_dict()
+    for k, v in theirs_after.items():
+        want, got = v.detach().numpy(), ours_after[k].numpy()
+        if k.endswith("weight"):
+            assert np.median(np.abs(want - before[k])) > 1e-4, k  # Adam moved it
+        diff = np.abs(got.astype(np.float64) - want)
+        assert diff.max() <= 4e-4 + 1e-5 * np.abs(want).max(), k
+        assert np.mean(diff > 1e-5 + 1e-4 * np.abs(want)) < 0.01, k
+
+
+def test_dcgan_row_times_both():
+    row = next(r for r in bm.ROWS if r.name == "dcgan_32")
+    out = bm.run_row(row, torch, None, reps=1, memory=False, log=lambda s: None)
+    assert [r["mode"] for r in out] == ["eval", "train"]
+    for r in out:
+        assert r["ours_ms"] > 0 and r["torch_ms"] > 0 and r["images_per_s"] == pytest.approx(64 / (r["ours_ms"] / 1e3))
+        assert r["max_abs_diff"] <= 1e-3 * r["output_scale"]
+
+
+def test_retinanet_row_losses_agree_and_steps_run():
+    """The detector row: the same weights give the same training losses (classification and box
+    regression, non-trivial values) on the row's real digit canvases, and both closures run."""
+    tv = pytest.importorskip("torchvision",
+                             reason="torchvision does not import beside the CPU torch 2.13 of the test extras")
+    row = next(r for r in bm.ROWS if r.name == "retinanet_320")
+    torch.manual_seed(0)
+    theirs, ours = bm._theirs(row.name, torch, tv), bm._ours(row.name)
+    ours.load_state_dict(theirs.state_dict())
+    x, y = bm._data(row)
+    assert x.shape == (2, 3, 320, 320) and all(len(t["boxes"]) >= 1 for t in y)
+    a, b = bm._compared_outputs("minicnn", ours, x, y), bm._compared_outputs("torch", theirs, x, y, torch)
+    assert a.shape == b.shape == (2,) and np.all(b > 0.05)
+    np.testing.assert_allclose(a, b, rtol=1e-4)
+    for steps in (bm._our_steps(ours, x, y), bm._their_steps(torch, theirs, x, y)):
+        steps[0]()
+        assert steps[1]().ndim == 1
+
+
 def test_command_dispatch():
     out = subprocess.run([sys.executable, "-m", "benchmarks", "models", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
