@@ -205,6 +205,13 @@ class Function:
             raise RuntimeError(f"{op_name or cls.__name__ + ' (in place)'}: a leaf tensor that requires grad cannot "
                                f"change in place while gradients are recorded; use the out-of-place op, or wrap it "
                                f"in minicnn.no_grad()")
+        if target._node is not None and is_grad_enabled():
+            leaf = _viewed_leaf(target)
+            if leaf is not None:
+                raise RuntimeError(
+                    f"{op_name or cls.__name__ + ' (in place)'}: a view (shape {tuple(target.shape)}) of a leaf tensor "
+                    f"that requires grad (shape {tuple(leaf.shape)}) cannot change in place while gradients are "
+                    f"recorded; use the out-of-place op, or wrap it in minicnn.no_grad()")
         # the value before the op: the same memory, node and version counter, as the op's input
         before = Tensor._from_array(target.data, target.device, requires_grad=target.requires_grad,
                                     version=target._version)
@@ -258,6 +265,18 @@ def _view_version(a, inputs):
         if _memory_owner(t.data) is owner:
             return t._version
     return None
+
+
+def _viewed_leaf(t):
+    """The leaf that requires grad whose memory the non-leaf ``t`` views (``x[:, ::2]``,
+    ``x.reshape(...)``, in-place ops on those), found by walking back through the ops whose input
+    shares ``t``'s memory; None when the memory was made by an op (or the leaf needs no grad)."""
+    owner = _memory_owner(t.data)
+    while t._node is not None:
+        t = next((u for u in t._node[0].inputs if _memory_owner(u.data) is owner), None)
+        if t is None:
+            return None
+    return t if t.requires_grad else None
 
 
 def _memory_owner(a):

@@ -122,6 +122,29 @@ def test_leaf_that_requires_grad_is_refused_while_recording():
     assert W.requires_grad and W.is_leaf
 
 
+def test_view_of_a_leaf_that_requires_grad_is_refused_like_pytorch():
+    torch = pytest.importorskip("torch")
+    W = _t([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]], grad=True)
+    Wt = torch.tensor(W.numpy(), requires_grad=True)
+    for view, view_t in ((W[:, ::2], Wt[:, ::2]), (W.reshape(-1), Wt.reshape(-1)), (W[1], Wt[1])):
+        with pytest.raises(RuntimeError, match=r"a view \(shape .*\) of a leaf tensor that requires grad"):
+            F.relu_(view)
+        with pytest.raises(RuntimeError, match="view of a leaf"):
+            torch.relu_(view_t)
+    np.testing.assert_array_equal(W.numpy(), Wt.detach().numpy())  # nothing changed
+    with mc.no_grad():
+        F.relu_(W[:, ::2])
+    np.testing.assert_array_equal(W.numpy(), [[0.0, 2.0, 0.0], [4.0, -5.0, 6.0]])
+    # a view of a tensor an op made is not a leaf's: allowed (its base is then refused, see above)
+    a = W * 1.0
+    F.relu_(a[1])
+    np.testing.assert_array_equal(a.numpy(), [[0.0, 2.0, 0.0], [4.0, 0.0, 6.0]])
+    # a leaf that needs no grad: its views change in place
+    c = _t([-1.0, 1.0])
+    F.relu_(c[:1])
+    np.testing.assert_array_equal(c.numpy(), [0.0, 1.0])
+
+
 def test_under_no_grad_a_graph_tensor_keeps_its_node():
     W = _t([-1.0, 2.0], grad=True)
     a = W * 3.0
