@@ -251,32 +251,46 @@ def _data(row, seed=0):
     return x, r.integers(0, row.num_classes, ty)
 
 
+def _sgd_steps(model, params, loss, predict, sgd, no_grad):
+    """(train step, eval forward) closures of either library: train = ``loss()``, backward, an SGD
+    step (lr 0.01, momentum 0.9) over ``params``, the model in train mode; eval = ``predict()``
+    under ``no_grad`` in eval mode."""
+    opt = sgd(params, lr=0.01, momentum=0.9)
+
+    def train():
+        model.train()
+        value = loss()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+
+    def evaluate():
+        model.eval()
+        with no_grad():
+            return predict()
+    return train, evaluate
+
+
 def _our_steps(model, x, y):
-    """(train step, eval forward) closures for a minicnn model; for a GAN pair (``y``: latents),
-    the alternating step of :class:`minicnn.train_gan.GANTrainer` and sampling."""
+    """(train step, eval forward) closures for a minicnn model: a classifier or segmenter
+    (cross-entropy), a detector (``y``: targets; the sum of its losses; eval returns its detections'
+    scores), or a GAN pair (``y``: latents; the alternating step of
+    :class:`minicnn.train_gan.GANTrainer`, and sampling)."""
     import minicnn as mc
     import minicnn.functional as F
     from minicnn import optim
 
     if hasattr(model, "generator"):
         return _our_gan_steps(mc, model, x, y)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if hasattr(model, "anchor_generator"):
-        return _our_detector_steps(mc, optim, model, x, y)
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        images = [mc.Tensor(im) for im in x]
+        return _sgd_steps(model, trainable, lambda: sum(model(images, y).values()),
+                          lambda: np.concatenate([np.asarray(d["scores"]) for d in model(images)]), optim.SGD,
+                          mc.no_grad)
     X, Y = mc.Tensor(x), mc.Tensor(y)
-
-    def train():
-        model.train()
-        loss = F.cross_entropy(model(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def evaluate():
-        model.eval()
-        with mc.no_grad():
-            return model(X).numpy()
-    return train, evaluate
+    return _sgd_steps(model, trainable, lambda: F.cross_entropy(model(X), Y), lambda: model(X).numpy(), optim.SGD,
+                      mc.no_grad)
 
 
 def _our_gan_steps(mc, pair, x, z):
@@ -299,68 +313,20 @@ def _our_gan_steps(mc, pair, x, z):
     return train, evaluate
 
 
-def _our_detector_steps(mc, optim, model, x, y):
-    """Detector: train = the loss dict of ``model(images, targets)`` summed, backward, SGD step;
-    eval = ``model(images)``, its detections' scores concatenated."""
-    opt = optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    images = [mc.Tensor(im) for im in x]
-
-    def train():
-        model.train()
-        losses = model(images, y)
-        loss = sum(losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def evaluate():
-        model.eval()
-        with mc.no_grad():
-            return np.concatenate([np.asarray(d["scores"]) for d in model(images)])
-    return train, evaluate
-
-
-def _their_detector_steps(torch, model, x, y):
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    images = [torch.from_numpy(im) for im in x]
-    targets = [{k: torch.from_numpy(v) for k, v in t.items()} for t in y]
-
-    def train():
-        model.train()
-        losses = model(images, targets)
-        loss = sum(losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            return np.concatenate([d["scores"].numpy() for d in model(images)])
-    return train, evaluate
-
-
 def _their_steps(torch, model, x, y):
-    """(train step, eval forward) closures for a PyTorch model (GAN pair, detector: see :func:`_our_steps`)."""
+    """(train step, eval forward) closures for a PyTorch model (as :func:`_our_steps`)."""
     if hasattr(model, "generator"):
         return _their_gan_steps(torch, model, x, y)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if hasattr(model, "anchor_generator"):
-        return _their_detector_steps(torch, model, x, y)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        images = [torch.from_numpy(im) for im in x]
+        targets = [{k: torch.from_numpy(v) for k, v in t.items()} for t in y]
+        return _sgd_steps(model, trainable, lambda: sum(model(images, targets).values()),
+                          lambda: np.concatenate([d["scores"].numpy() for d in model(images)]), torch.optim.SGD,
+                          torch.no_grad)
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
-
-    def train():
-        model.train()
-        loss = torch.nn.functional.cross_entropy(model(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            return model(X).numpy()
-    return train, evaluate
+    return _sgd_steps(model, trainable, lambda: torch.nn.functional.cross_entropy(model(X), Y),
+                      lambda: model(X).numpy(), torch.optim.SGD, torch.no_grad)
 
 
 def _their_gan_steps(torch, pair, x, z):
