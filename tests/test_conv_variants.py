@@ -834,3 +834,25 @@ def test_winograd1d_dispatch_and_float32(monkeypatch):
     assert calls == [] and np.isfinite(y[1:]).all() and np.isfinite(y[0, :, 0, 11:]).all()
     monkeypatch.setattr(C, "FORCE_ALGORITHM", "im2col")
     assert not C._use_winograd1d((1, 5), (1, 1), (1, 1), 1, 128, 256, (1, 150), (1, 150))
+
+
+@given(N=st.integers(1, 70), OH=st.integers(1, 40), OW=st.integers(1, 40), K=st.integers(1, 5000),
+       whole=st.booleans())
+def test_blocks_cover_every_image_and_row_once(N, OH, OW, K, whole):
+    """The im2col tasks (images n0:n1 × rows r0:r1) tile the batch exactly; whole-image tasks hold
+    at least _MIN_TASK_COLUMNS positions unless that would leave a thread without a task."""
+    from minicnn.kernels.cpu._threads import NUM_THREADS
+
+    blocks = C._blocks(N, OH, OW, K, whole_images=whole)
+    seen = np.zeros((N, OH), np.int64)
+    for n0, n1, r0, r1 in blocks:
+        assert 0 <= n0 < n1 <= N and 0 <= r0 < r1 <= OH
+        seen[n0:n1, r0:r1] += 1
+    np.testing.assert_array_equal(seen, 1)
+    if blocks[0][3] - blocks[0][2] == OH:  # whole images
+        nb = blocks[0][1] - blocks[0][0]
+        assert all(n1 - n0 == nb for n0, n1, *_ in blocks[:-1])
+        wanted = -(-C._MIN_TASK_COLUMNS // (OH * OW))
+        limit = min(C._block_columns(K) // (OH * OW), -(-N // NUM_THREADS))
+        assert nb >= min(wanted, max(1, limit))
+        assert len(blocks) >= min(N, NUM_THREADS) or nb == 1

@@ -641,12 +641,22 @@ def _block_columns(K):
     return max(256, min(16384, _BLOCK_ELEMS // max(K, 1)))
 
 
+#: whole-image tasks get at least this many output positions (columns of their GEMMs) as long as
+#: every thread still gets a task: with 4 tasks a thread, small batches of small maps made GEMMs of
+#: 16–49 columns that re-read the whole filter for each image. Forward, 1 task an image → 2
+#: (measured 2026-12-07, alternating medians): (4,512,7,7)→512 3×3 3.67 → 3.09 ms, (4,256,14,14)→512
+#: 3×3 stride 2 1.62 → 1.45, (4,1024,14,14)→2048 1×1 stride 2 3.24 → 2.86, (8,512,4,4)→512 3.3 → 3.0
+#: (128 columns: the same, but (32,256,8,8)→512 stride 2 lost 9%). 0 turns it off.
+_MIN_TASK_COLUMNS = 64
+
+
 def _blocks(N, OH, OW, K, whole_images=False):
     """Tasks ``(n0, n1, r0, r1)``: images ``n0:n1`` × output rows ``r0:r1``.
 
     Large images are cut into row blocks of about :func:`_block_columns` positions (one image a
     task); small ones are grouped several to a task. Either way we aim for at least 4 tasks per
-    thread so that a thread slowed by another process just takes fewer of them.
+    thread so that a thread slowed by another process just takes fewer of them, except that a task
+    of whole images gets at least ``_MIN_TASK_COLUMNS`` positions while each thread still gets one.
     ``whole_images``: never cut an image (a task then owns its images, as col2im needs).
     """
     P, target, min_tasks = OH * OW, _block_columns(K), 4 * NUM_THREADS
@@ -655,7 +665,8 @@ def _blocks(N, OH, OW, K, whole_images=False):
         while N * -(-OH // rb) < min_tasks and rb * OW > 512:
             rb = (rb + 1) // 2
         return [(n, n + 1, r, min(OH, r + rb)) for n in range(N) for r in range(0, OH, rb)]
-    nb = max(1, min(target // P, N // min_tasks))
+    nb = max(N // min_tasks, -(-_MIN_TASK_COLUMNS // P) if _MIN_TASK_COLUMNS else 1)
+    nb = max(1, min(target // P, -(-N // NUM_THREADS), nb))
     return [(n, min(N, n + nb), 0, OH) for n in range(0, N, nb)]
 
 
