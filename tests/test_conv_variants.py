@@ -856,3 +856,34 @@ def test_blocks_cover_every_image_and_row_once(N, OH, OW, K, whole):
         limit = min(C._block_columns(K) // (OH * OW), -(-N // NUM_THREADS))
         assert nb >= min(wanted, max(1, limit))
         assert len(blocks) >= min(N, NUM_THREADS) or nb == 1
+
+
+@given(N=st.integers(1, 2), G=st.integers(2, 9), cg=st.integers(1, 3), mg=st.integers(1, 3),
+       size=st.integers(3, 9), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 1),
+       seed=st.integers(0, 2 ** 16))
+def test_grouped_convolution_split_over_groups_matches_reference(N, G, cg, mg, size, k, stride, pad, seed):
+    """One or two images in many groups: the tasks split the groups (``_group_tasks``) so that both
+    threads work; forward, input and weight gradients equal the plain loops (float64)."""
+    from minicnn.kernels.cpu._threads import NUM_THREADS
+
+    assume(size + 2 * pad >= k)
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, G * cg, size, size))
+    W = r.standard_normal((G * mg, cg, k, k))
+    OH = (size + 2 * pad - k) // stride + 1
+    gy = r.standard_normal((N, G * mg, OH, OH))
+    geo = ((stride, stride), (pad, pad), (1, 1), G)
+    blocks = C._blocks(N, OH, OH, cg * k * k)
+    items = C._group_tasks(blocks, G)
+    if len(blocks) < 4 * NUM_THREADS:  # the groups are split, each (block, group) covered once
+        assert len(items) > len(blocks)
+    covered = np.zeros((len(blocks), G), np.int64)
+    for b, g0, g1 in items:
+        covered[blocks.index(b), g0:g1] += 1
+    np.testing.assert_array_equal(covered, 1)
+    np.testing.assert_allclose(C.conv2d_forward(x, W, *geo, (OH, OH)), R.conv2d_forward(x, W, *geo, (OH, OH)),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_backward_input(gy, W, (size, size), *geo),
+                               R.conv2d_backward_input(gy, W, (size, size), *geo), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(C.conv2d_backward_weight(x, gy, (k, k), *geo),
+                               R.conv2d_backward_weight(x, gy, (k, k), *geo), rtol=1e-10, atol=1e-10)

@@ -670,6 +670,19 @@ def _blocks(N, OH, OW, K, whole_images=False):
     return [(n, min(N, n + nb), 0, OH) for n in range(0, N, nb)]
 
 
+def _group_tasks(blocks, G):
+    """``(block, g0, g1)``: each block of :func:`_blocks` with its groups ``g0:g1``. Where the blocks
+    are fewer than 4 a thread (a grouped convolution of one or two images, e.g. StyleGAN's
+    modulated convolution, the batch folded into 32 groups), the groups are split too, so that both
+    cores work: tasks of different groups write different channels (no races). (1,2048,16,16)→2048
+    3×3 in 32 groups: one task 4.8 ms forward, 4.2 input gradient, 5.8 weight gradient (measured)."""
+    want = 4 * NUM_THREADS
+    if G == 1 or len(blocks) >= want:
+        return [(b, 0, G) for b in blocks]
+    chunks = min(G, -(-want // len(blocks)))
+    return [(b, G * i // chunks, G * (i + 1) // chunks) for b in blocks for i in range(chunks)]
+
+
 # ---- wrappers -----------------------------------------------------------------------------------
 def im2col(x, kernel_hw, stride, padding, dilation, out_hw):
     """cols (N, C·kH·kW, OH·OW), a fresh array (the conv wrappers use a reused workspace instead)."""
@@ -980,10 +993,10 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
     pointwise = _is_pointwise((kH, kW), stride, padding, (H, Wd), out_hw)
     xv = x.reshape(N, G, Cg, H * Wd)
 
-    def task(block, _):
-        n0, n1, r0, r1 = block
+    def task(item, _):
+        (n0, n1, r0, r1), g0, g1 = item
         nb, B = n1 - n0, (r1 - r0) * OW
-        for g in range(G):
+        for g in range(g0, g1):
             out = yv[n0:n1, g, :, r0 * OW:r1 * OW]
             if nb > 1 and not pointwise and B < _WIDE_BLOCK_MAX_POSITIONS:
                 # several tiny images: one GEMM over the block's columns laid out (K, nb·B), then
@@ -1005,7 +1018,7 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
             if bg is not None:
                 add_channel_bias(out, bg[g])
 
-    run_tasks(task, _blocks(N, OH, OW, K))
+    run_tasks(task, _group_tasks(_blocks(N, OH, OW, K), G))
     return y
 
 
@@ -1078,26 +1091,26 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
     if _is_pointwise((kH, kW), stride, padding, x_hw, (OH, OW)):
         gxv = gx.reshape(N, G, Cg, H * Wd)
 
-        def pointwise_task(block, _):
-            n0, n1, r0, r1 = block
-            for g in range(G):
+        def pointwise_task(item, _):
+            (n0, n1, r0, r1), g0, g1 = item
+            for g in range(g0, g1):
                 np.matmul(WgT[g], gyv[n0:n1, g, :, r0 * OW:r1 * OW], out=gxv[n0:n1, g, :, r0 * OW:r1 * OW])
 
-        run_tasks(pointwise_task, _blocks(N, OH, OW, K))
+        run_tasks(pointwise_task, _group_tasks(_blocks(N, OH, OW, K), G))
         return gx
     rb = max(1, min(OH, _block_columns(K) // OW))
 
-    def task(block, _):  # owns images n0:n1 of gx: the scatter-add below is race-free
-        n0, n1 = block[:2]
-        gx[n0:n1] = 0
+    def task(item, _):  # owns groups g0:g1 of images n0:n1 of gx: the scatter-add below is race-free
+        (n0, n1, _r0, _r1), g0, g1 = item
+        gx[n0:n1, g0 * Cg:g1 * Cg] = 0
         for r0 in range(0, OH, rb):
             r1 = min(OH, r0 + rb)
-            for g in range(G):
+            for g in range(g0, g1):
                 gcols = COLS.get((n1 - n0, K, (r1 - r0) * OW), gy.dtype)
                 np.matmul(WgT[g], gyv[n0:n1, g, :, r0 * OW:r1 * OW], out=gcols)
                 col2im_block_add(gcols, gx, n0, g * Cg, r0, kH, kW, *stride, *padding, *dilation, OW, False)
 
-    run_tasks(task, _blocks(N, OH, OW, K, whole_images=True))
+    run_tasks(task, _group_tasks(_blocks(N, OH, OW, K, whole_images=True), G))
     return gx
 
 
@@ -1201,11 +1214,11 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     # second operand is transposed) when the columns are tall (K ≥ 2·Mg); not on thin ones (C_in 3)
     transposed = K >= 2 * Mg and (TRANSPOSED_GW_MAX_ELEMS is None or K * Mg <= TRANSPOSED_GW_MAX_ELEMS)
 
-    def task(block, state):  # state: this thread's (accumulator, product) pair, (K, Mg) if transposed
+    def task(item, state):  # state: this thread's (accumulator, product) pair, (K, Mg) if transposed
         acc, prod = state
-        n0, n1, r0, r1 = block
+        (n0, n1, r0, r1), g0, g1 = item
         nb, B = n1 - n0, (r1 - r0) * OW
-        for g in range(G):
+        for g in range(g0, g1):
             gy_block = gyv[n0:n1, g, :, r0 * OW:r1 * OW]
             if transposed and nb > 1:
                 # several small images: ONE GEMM over the block, contracting over all nb·B
@@ -1240,7 +1253,7 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         shape = (K, Mg) if transposed else (Mg, K)
         return np.zeros((G,) + shape, dtype=x.dtype), np.empty(shape, dtype=x.dtype)
 
-    states = run_tasks(task, _blocks(N, OH, OW, K), make_state)
+    states = run_tasks(task, _group_tasks(_blocks(N, OH, OW, K), G), make_state)
     gW = sum_accumulators(states)
     if transposed:
         gW = np.ascontiguousarray(gW.transpose(0, 2, 1))
