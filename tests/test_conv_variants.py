@@ -875,7 +875,7 @@ def test_grouped_convolution_split_over_groups_matches_reference(N, G, cg, mg, s
     geo = ((stride, stride), (pad, pad), (1, 1), G)
     blocks = C._blocks(N, OH, OH, cg * k * k)
     items = C._group_tasks(blocks, G)
-    if len(blocks) < 4 * NUM_THREADS:  # the groups are split, each (block, group) covered once
+    if len(blocks) < C._TASKS_PER_THREAD * NUM_THREADS:  # the groups are split, each (block, group) covered once
         assert len(items) > len(blocks)
     covered = np.zeros((len(blocks), G), np.int64)
     for b, g0, g1 in items:

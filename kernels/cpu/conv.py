@@ -641,6 +641,9 @@ def _block_columns(K):
     return max(256, min(16384, _BLOCK_ELEMS // max(K, 1)))
 
 
+#: tasks a thread that the im2col paths aim for (:func:`_blocks`, :func:`_group_tasks`)
+_TASKS_PER_THREAD = 4
+
 #: whole-image tasks get at least this many output positions (columns of their GEMMs) as long as
 #: every thread still gets a task: with 4 tasks a thread, small batches of small maps made GEMMs of
 #: 16–49 columns that re-read the whole filter for each image. Forward, 1 task an image → 2
@@ -659,14 +662,13 @@ def _blocks(N, OH, OW, K, whole_images=False):
     of whole images gets at least ``_MIN_TASK_COLUMNS`` positions while each thread still gets one.
     ``whole_images``: never cut an image (a task then owns its images, as col2im needs).
     """
-    P, target, min_tasks = OH * OW, _block_columns(K), 4 * NUM_THREADS
+    P, target, min_tasks = OH * OW, _block_columns(K), _TASKS_PER_THREAD * NUM_THREADS
     if P >= target and not whole_images:
         rb = max(1, min(OH, target // OW))
         while N * -(-OH // rb) < min_tasks and rb * OW > 512:
             rb = (rb + 1) // 2
         return [(n, n + 1, r, min(OH, r + rb)) for n in range(N) for r in range(0, OH, rb)]
-    nb = max(N // min_tasks, -(-_MIN_TASK_COLUMNS // P) if _MIN_TASK_COLUMNS else 1)
-    nb = max(1, min(target // P, -(-N // NUM_THREADS), nb))
+    nb = max(1, min(target // P, -(-N // NUM_THREADS), max(N // min_tasks, -(-_MIN_TASK_COLUMNS // P))))
     return [(n, min(N, n + nb), 0, OH) for n in range(0, N, nb)]
 
 
@@ -676,7 +678,7 @@ def _group_tasks(blocks, G):
     modulated convolution, the batch folded into 32 groups), the groups are split too, so that both
     cores work: tasks of different groups write different channels (no races). (1,2048,16,16)→2048
     3×3 in 32 groups: one task 4.8 ms forward, 4.2 input gradient, 5.8 weight gradient (measured)."""
-    want = 4 * NUM_THREADS
+    want = _TASKS_PER_THREAD * NUM_THREADS
     if G == 1 or len(blocks) >= want:
         return [(b, 0, G) for b in blocks]
     chunks = min(G, -(-want // len(blocks)))
