@@ -358,14 +358,13 @@ def _their_gan_steps(torch, pair, x, z):
     return train, evaluate
 
 
-def _compared_outputs(framework, model, x, y, torch=None):
-    """What the equivalence check compares: the eval forward's output; for a GAN pair ``G(z)`` and
-    ``D(x)`` in eval mode, flattened and concatenated; for a detector its training losses (the
-    model in eval mode, so that batch norm uses the same running statistics on both sides, with
-    the transform and head in training mode, as tests/test_retinanet.py)."""
+def _compared_outputs(framework, model, x, y, evaluate, torch=None):
+    """What the equivalence check compares: the output of ``evaluate`` (the row's eval closure); for
+    a GAN pair ``G(z)`` and ``D(x)`` in eval mode, flattened and concatenated; for a detector its
+    training losses (the model in eval mode, so that batch norm uses the same running statistics on
+    both sides, with the transform and head in training mode, as tests/test_retinanet.py)."""
     if hasattr(model, "anchor_generator"):
         return _detector_losses(framework, model, x, y, torch)
-    evaluate = (_their_steps(torch, model, x, y) if framework == "torch" else _our_steps(model, x, y))[1]
     out = evaluate()
     if not hasattr(model, "generator"):
         return out
@@ -521,9 +520,9 @@ def run_row(row, torch, tv, reps, memory, log=print):
     ours = _ours(row.name)
     ours.load_state_dict(theirs.state_dict())
     x, y = _data(row)
-    a, b = _compared_outputs("minicnn", ours, x, y), _compared_outputs("torch", theirs, x, y, torch)
     o_train, o_eval = _our_steps(ours, x, y)
     t_train, t_eval = _their_steps(torch, theirs, x, y)
+    a, b = _compared_outputs("minicnn", ours, x, y, o_eval), _compared_outputs("torch", theirs, x, y, t_eval, torch)
     if a.shape != b.shape:
         raise ValueError(f"models benchmark {row.name}: output shapes differ: minicnn {a.shape}, PyTorch {b.shape}")
     err, scale = float(np.max(np.abs(a - b))), float(np.max(np.abs(b)))

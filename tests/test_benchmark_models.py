@@ -95,11 +95,11 @@ def test_dcgan_twin_matches_ours_and_one_training_step_agrees():
     ours.load_state_dict(theirs.state_dict())
     x, z = bm._data(row)
     assert x.shape == (64, 1, 32, 32) and z.shape == (64, 100) and np.abs(x).max() <= 1
-    a, b = bm._compared_outputs("minicnn", ours, x, z), bm._compared_outputs("torch", theirs, x, z, torch)
+    o_train, o_eval = bm._our_steps(ours, x, z)
+    t_train, t_eval = bm._their_steps(torch, theirs, x, z)
+    a, b = bm._compared_outputs("minicnn", ours, x, z, o_eval), bm._compared_outputs("torch", theirs, x, z, t_eval, torch)
     assert a.shape == b.shape == (64 * 32 * 32 + 64,)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    o_train, _ = bm._our_steps(ours, x, z)
-    t_train, _ = bm._their_steps(torch, theirs, x, z)
     before = {k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()}
     o_train()
     t_train()
@@ -136,10 +136,12 @@ def test_retinanet_row_losses_agree_and_steps_run():
     ours.load_state_dict(theirs.state_dict())
     x, y = bm._data(row)
     assert x.shape == (2, 3, 320, 320) and all(len(t["boxes"]) >= 1 for t in y)
-    a, b = bm._compared_outputs("minicnn", ours, x, y), bm._compared_outputs("torch", theirs, x, y, torch)
+    ours_steps, their_steps = bm._our_steps(ours, x, y), bm._their_steps(torch, theirs, x, y)
+    a = bm._compared_outputs("minicnn", ours, x, y, ours_steps[1])
+    b = bm._compared_outputs("torch", theirs, x, y, their_steps[1], torch)
     assert a.shape == b.shape == (2,) and np.all(b > 0.05)
     np.testing.assert_allclose(a, b, rtol=1e-4)
-    for steps in (bm._our_steps(ours, x, y), bm._their_steps(torch, theirs, x, y)):
+    for steps in (ours_steps, their_steps):
         steps[0]()
         assert steps[1]().ndim == 1
 
