@@ -189,7 +189,9 @@ class _Pool:
     def _loop(self, i):
         while True:
             self._start[i].acquire()
-            self._jobs[i]()
+            job, self._jobs[i] = self._jobs[i], None  # the pool must not keep the job's arrays alive
+            job()
+            del job
             self._done.release()
 
     def run(self, worker, n_helpers):
