@@ -313,3 +313,58 @@ def test_max_pool_overlapping_like_torch():
         y.backward(gy)
         yt.backward(torch.tensor(gy))
         np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@given(data=st.data(), geo=overlapping_geometry(), dilation=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), special=st.booleans())
+def test_max_pool_without_indices_gives_the_same_values(data, geo, dilation, dtype, special):
+    """``indices=False`` (the eval/no_grad path: each task's indices go to a scratch block) returns
+    ``(y, None)`` with the same bits as the indexed kernel and the reference loops, on every path
+    (2×2, non-overlapping, overlapping, and the general kernel with dilation 2)."""
+    kernel, stride, padding, ceil = geo["kernel"], geo["stride"], geo["padding"], geo["ceil_mode"]
+    span = [(k - 1) * dilation + 1 for k in kernel]
+    size = tuple(max(s, sp - 2 * p) for s, sp, p in zip(geo["size"], span, padding))
+    x = _draw_x(data, (geo["N"], geo["C"]) + size, dtype, special)
+    y, none = K.max_pool2d_forward(x, kernel, stride, padding, (dilation, dilation), ceil, indices=False)
+    assert none is None
+    y_idx, _ = K.max_pool2d_forward(x, kernel, stride, padding, (dilation, dilation), ceil)
+    _assert_same_bits(y, y_idx)
+    _assert_same_bits(y, R.max_pool2d_forward(x, kernel, stride, padding, (dilation, dilation), ceil)[0])
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", [
+    ((4, 32, 64, 64), 2, 2, 0), ((4, 32, 66, 66), 3, 3, 0), ((4, 32, 64, 64), 3, 2, 1)])
+def test_max_pool_without_indices_over_several_tasks(shape, kernel, stride, padding):
+    """Inputs of 2 MiB and more are split into plane blocks over the threads, each block with
+    its own scratch rows: every plane's values right."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    k, s, p = (kernel,) * 2, (stride,) * 2, (padding,) * 2
+    y, _ = K.max_pool2d_forward(x, k, s, p, (1, 1), False, indices=False)
+    np.testing.assert_array_equal(y, R.max_pool2d_forward(x, k, s, p, (1, 1), False)[0])
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emu"])
+def test_max_pool_op_skips_indices_only_where_no_gradient_is_taken(device, monkeypatch):
+    """``F.max_pool2d`` asks the kernel for no indices under ``no_grad`` or for an input that needs
+    no gradient, and for them whenever a gradient will be taken or they are returned; the values
+    agree either way and the gradient still flows."""
+    x = mc.tensor(np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32), device=device)
+    kernels, asked = x.device.kernels, []
+    forward = kernels.max_pool2d_forward
+
+    def spy(*args, **kw):
+        asked.append(kw.get("indices", True))
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(kernels, "max_pool2d_forward", spy)
+    with mc.no_grad():
+        y0 = F.max_pool2d(x, 2)
+        y1, idx = F.max_pool2d(x, 2, return_indices=True)
+    y2 = F.max_pool2d(x, 2)
+    w = x.detach().requires_grad_()
+    y3 = F.max_pool2d(w, 2)
+    y3.sum().backward()
+    assert asked == [False, True, False, True]
+    for y in (y1, y2, y3):
+        np.testing.assert_array_equal(y.numpy(), y0.numpy())
+    assert idx.shape == y0.shape and w.grad.numpy().sum() == y0.numel()

@@ -28,6 +28,7 @@ contiguous stretch of the plane (one vectorised copy, then the wrapped border en
 stride 2 with OW == ⌈W/2⌉, the same on the 4 phases ``x[a::2, b::2]`` of a plane. 4–10× faster.
 """
 import math
+import mmap
 import threading
 
 import numpy as np
@@ -465,6 +466,14 @@ def transpose_into(src, dst):
             dst[j, i] = s[j]
 
 
+def _mapped_bytes(nbytes):
+    """A uint8 array of ``nbytes`` in its own anonymous memory map, outside malloc's heap. The
+    workspaces live for the whole process while activations come and go around them: on the heap
+    (where ``_threads.tune_malloc`` sends blocks up to 64 MiB) each workspace pinned the region
+    around it, and the freed activations beside it could not merge into larger free blocks."""
+    return np.frombuffer(mmap.mmap(-1, max(nbytes, 1)), dtype=np.uint8)
+
+
 class Workspace:
     """A per-thread scratch buffer that grows and is reused (first touch of fresh memory is costly
     on small machines: ~1.6 µs per 4 KiB page). ``get`` returns a view valid until the next
@@ -484,7 +493,7 @@ class Workspace:
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         buf = getattr(local, "buf", None)
         if buf is None or buf.nbytes < nbytes:
-            buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+            buf = _mapped_bytes(nbytes)
             local.buf = buf
         local.view = buf[:nbytes].view(dtype).reshape(shape)
         local.key = (shape, dtype)

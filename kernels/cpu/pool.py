@@ -13,6 +13,7 @@ from numba import njit, prange
 
 from ..geometry import output_shape
 from . import _pool_fast as fast
+from ._im2col import Workspace
 from ._threads import over_chunks
 
 KERNELS = (
@@ -177,22 +178,42 @@ def _flat_planes(a):
     return a.reshape(a.shape[0] * a.shape[1], a.shape[2] * a.shape[3])
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode):
-    """``(y, idx)``: x (N, C, H, W) -> y (N, C, OH, OW), idx int64 (flat ``h·W + w``)."""
+#: the indices of a max pool whose gradient will not be taken, one block of planes per task
+SCRATCH_INDICES = Workspace()
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode, indices=True):
+    """``(y, idx)``: x (N, C, H, W) -> y (N, C, OH, OW), idx int64 (flat ``h·W + w``).
+
+    ``indices=False`` (no gradient will be taken: eval, ``no_grad``): ``(y, None)``; the fast paths
+    then write each task's indices into a per-thread scratch block that stays in cache (int64
+    indices are twice the bytes of a float32 ``y``: ResNet-18's stem pool at batch 4 wrote 6 MiB)."""
     N, C, H, W = x.shape
     OH, OW = output_shape((H, W), kernel, stride, padding, dilation, ceil_mode, "max_pool2d")
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    idx = np.empty((N, C, OH, OW), dtype=np.int64)
-    xp, yp, ip = _planes(x), y.reshape(N * C, OH, OW), idx.reshape(N * C, OH, OW)
+    idx = np.empty((N, C, OH, OW), dtype=np.int64) if indices else None
+    xp, yp = _planes(x), y.reshape(N * C, OH, OW)
+
+    def over_planes(kern, *params):
+        if indices:
+            over_chunks(kern, N * C, xp, yp, idx.reshape(N * C, OH, OW), *params)
+            return
+
+        def block(xs, ys, i0, i1):  # planes i0:i1, their indices in rows 0:i1-i0 of the scratch
+            kern(xs[i0:i1], ys[i0:i1], SCRATCH_INDICES.get((i1 - i0, OH, OW), np.int64), *params, 0, i1 - i0)
+
+        over_chunks(block, N * C, xp, yp)
+
     if not fast.non_overlapping((H, W), (OH, OW), kernel, stride, padding, dilation):
         if fast.overlapping_fast(kernel, padding, dilation):
-            over_chunks(fast.max_pool_overlapping, N * C, xp, yp, ip, *kernel, *stride, *padding)
+            over_planes(fast.max_pool_overlapping, *kernel, *stride, *padding)
         else:
+            ip = np.empty((N * C, OH, OW), dtype=np.int64) if idx is None else idx.reshape(N * C, OH, OW)
             _max_pool(xp, yp, ip, *kernel, *stride, *padding, *dilation)
     elif fast.is_2x2(kernel, stride):
-        over_chunks(fast.max_pool_2x2, N * C, xp, yp, ip)
+        over_planes(fast.max_pool_2x2)
     else:
-        over_chunks(fast.max_pool_non_overlapping, N * C, xp, yp, ip, *kernel, *stride)
+        over_planes(fast.max_pool_non_overlapping, *kernel, *stride)
     return y, idx
 
 

@@ -39,7 +39,9 @@ def _launch(be, name, dtype, n, arrays, ints):
         k(be.grid_1d(m), (be.BLOCK,), tuple(plane_view(a, p0, p1) for a in arrays) + _i32(m, *ints))
 
 
-def max_pool2d_forward(be, x, kernel, stride, padding, dilation, ceil_mode):
+def max_pool2d_forward(be, x, kernel, stride, padding, dilation, ceil_mode, indices=True):
+    """``(y, idx)``, or ``(y, None)`` with ``indices=False`` (the kernel still writes them: one
+    launch for both, and the memory pool takes the array back at once)."""
     x = be.xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = output_shape((H, W), kernel, stride, padding, dilation, ceil_mode, "max_pool2d")
@@ -47,7 +49,7 @@ def max_pool2d_forward(be, x, kernel, stride, padding, dilation, ceil_mode):
     idx = be.xp.empty((N, C, OH, OW), dtype=np.int64)
     _launch(be, "max_pool2d_forward", x.dtype, y.size, (x, y, idx),
             (H, W, OH, OW, *kernel, *stride, *padding, *dilation))
-    return y, idx
+    return y, (idx if indices else None)
 
 
 def max_pool2d_backward(be, gy, idx, in_hw, kernel, stride, padding, dilation):

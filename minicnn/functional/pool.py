@@ -12,7 +12,7 @@ refuses; we refuse it). An empty input gives the empty output and gradient (the 
 device loop over no planes). Every size and element count must fit the kernels' 32-bit int
 indexing (``kernels/geometry.py``).
 """
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..dtypes import check_float
 from ..kernels.geometry import as_tuple, check_int32, check_numel, output_shape
 from ..tensor import Tensor
@@ -89,13 +89,18 @@ class MaxPool2d(Function):
     idx = h·W + w of the FIRST maximum in scan order (strict >).
 
     gx[n,c].flat[idx[n,c,i,j]] += gy[n,c,i,j]: the winner takes the whole gradient.
+
+    ``indices=False`` (only where no gradient will be taken and the caller wants no indices):
+    ``y`` alone, without the int64 index array (twice the bytes of a float32 ``y``).
     """
 
     fresh_grads = True  # every device's backward kernel returns a new array (see Function)
 
     @staticmethod
-    def forward(ctx, x, kernel=None, stride=None, padding=None, dilation=None, ceil_mode=False):
-        y, idx = ctx.kernels.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
+    def forward(ctx, x, kernel=None, stride=None, padding=None, dilation=None, ceil_mode=False, indices=True):
+        y, idx = ctx.kernels.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode, indices=indices)
+        if not indices:
+            return y
         ctx.save_for_backward(idx)
         ctx.geometry = (x.shape[2:], kernel, stride, padding, dilation)
         return y, idx
@@ -114,6 +119,9 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
     x4, restore = _as_planes(x, spatial)
     out = output_shape(x4.shape[2:], kernel, stride, padding, dilation, ceil_mode, op)  # geometry errors name op
     _check_count(op, "output", x4.shape[:2] + out, x.device)
+    if not (return_indices or (is_grad_enabled() and x.requires_grad)):  # eval, no_grad: y alone
+        return restore(MaxPool2d.apply(x4, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                                       ceil_mode=bool(ceil_mode), indices=False))
     y, idx = MaxPool2d.apply(x4, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                              ceil_mode=bool(ceil_mode))
     return (restore(y), restore(idx)) if return_indices else restore(y)
