@@ -311,9 +311,32 @@ def test_winograd_workspaces_with_an_extra_channel(force, algorithm):
     assert rel_err(CW.winograd_backward_weight3x3(x, gy, (1, 1)), tw.grad.numpy()) < 1e-5
 
 
+def test_batch_of_8x8_maps_takes_winograd_and_matches_float64(monkeypatch):
+    """A wide layer on 8×8 maps with 1024 positions in the batch: the forward map, the input and
+    the weight gradient all go through Winograd F(2×2) (spied), within float32 rounding of the
+    float64 plain loops."""
+    r = np.random.default_rng(3)
+    x = r.standard_normal((16, 128, 8, 8))
+    W = r.standard_normal((128, 128, 3, 3)) * 0.05
+    gy = r.standard_normal((16, 128, 8, 8))
+    calls = []
+    for name in ("winograd_conv3x3", "winograd_backward_weight3x3", "winograd_backward3x3"):
+        real = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    f32 = [a.astype(np.float32) for a in (x, W, gy)]
+    y = C.conv2d_forward(f32[0], f32[1], *geo, (8, 8))
+    gx, gW, _ = C.conv2d_backward(*f32, *geo, needs=(True, True, False))
+    assert "winograd_conv3x3" in calls and len(calls) >= 2, calls
+    assert rel_err(y, R.conv2d_forward(x, W, *geo, (8, 8))) < 1e-5
+    gx_ref, gW_ref = R.conv2d_backward_input(gy, W, (8, 8), *geo), R.conv2d_backward_weight(x, gy, (3, 3), *geo)
+    assert rel_err(gx, gx_ref) < 1e-5 and rel_err(gW, gW_ref) < 2e-5
+
+
 def test_dispatch_table():
     """The documented choice: Winograd for 3×3 s1 with ≥ 16 channels and ≥ 1024 positions, or
-    ≥ 128 channels and ≥ 196 positions, or (forward map only) ≥ 64 → 64 channels and ≥ 256 positions."""
+    ≥ 128 channels and ≥ 196 positions, or ≥ 128 channels, ≥ 64 positions and ≥ 1024 in the batch, or
+    (forward map only) ≥ 64 → 64 channels and ≥ 256 positions."""
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56))
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (14, 14))  # wide layer, small image
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (16, 16))  # small image, 64 channels
@@ -323,6 +346,11 @@ def test_dispatch_table():
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 32, 64, (16, 16), weight_grad=True)  # its weight gradient
     assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (56, 56), weight_grad=True)
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (7, 7))  # tiny image: im2col
+    for grad in (False, True):  # 8×8 maps: Winograd from 1024 positions in the batch
+        assert C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (8, 8), weight_grad=grad, n_images=16)
+        assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 256, 256, (8, 8), weight_grad=grad, n_images=8)
+        assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 64, 64, (8, 8), weight_grad=grad, n_images=64)
+        assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 512, 512, (4, 4), weight_grad=grad, n_images=256)
     assert not C._use_winograd((3, 3), (1, 1), (1, 1), 1, 3, 32, (32, 32))  # 3 input channels
     assert not C._use_winograd((3, 3), (2, 2), (1, 1), 1, 64, 128, (28, 28))  # strided
     assert not C._use_winograd((3, 3), (1, 1), (2, 2), 1, 64, 64, (56, 56))  # dilated

@@ -26,8 +26,10 @@ Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (
                    and ≥ 16 channels in and out and        forward (8,64,56,56)→64: 11.0 ms vs 16.1
                    ≥ 1024 output positions per image, or   im2col; (4,128,112,112)→128: 57 vs 104;
                    ≥ 128 channels and ≥ 196 positions, or  (16,128,16,16)→128: 8.8 vs 10.2 (several
-                   (forward map only) ≥ 32 → ≥ 64          images per task); (64,32,16,16)→64 with
-                   channels and ≥ 256 positions            bias 4.1–4.4 vs 4.5–4.6 ms, →32: im2col
+                   ≥ 128 channels, ≥ 64 positions and      images per task); (64,32,16,16)→64 with
+                   ≥ 1024 in the batch, or (forward map    bias 4.1–4.4 vs 4.5–4.6 ms, →32: im2col;
+                   only) ≥ 32 → ≥ 64 channels and ≥ 256    (32,256,8,8)→256 7.7 vs 6.3 (fwd+bwd 24.0
+                   positions                               vs 20.7), (8,256,8,8): equal
 Winograd F(4,3)    the same, from 56×56 output positions   36 GEMMs, 1.78× fewer flops again
                                                            (``conv_winograd4.py``): (4,128,112,112)
                                                            →128 forward 45 ms vs 61 for F(2,3)
@@ -554,6 +556,14 @@ _WINOGRAD_MIN_POSITIONS = 1024
 #: 16 GEMMs stay efficient on small images
 _WINOGRAD_WIDE_CHANNELS = 128
 _WINOGRAD_WIDE_MIN_POSITIONS = 196
+#: ... and on wide layers from 8×8 maps where the batch has ≥ 1024 output positions (its 16 GEMMs
+#: then have ≥ 256 tile columns). Measured 2026-12-07, alternating medians, forward / fwd+bwd ms,
+#: im2col → Winograd: (32,256,8,8)→256 7.7 → 6.3 / 24.0 → 20.7, (16,256,8,8) 3.8 → 3.0 / 11.9 → 10.0,
+#: (32,512,8,8) 29.3 → 25.9 / 97.7 → 79.8, (16,128,8,8) 1.12 → 0.95 / 3.56 → 3.08; at 512 positions
+#: or fewer im2col is as fast or faster: (8,256,8,8) 2.0 / 6.1 both, (8,512,8,8) 7.7 → 8.2 / 21.9 →
+#: 26.8, (4,256,10,10) 1.5 → 1.9 / 4.8 → 5.8; (32,512,4,4) (16 positions) 9.2 → 9.7.
+_WINOGRAD_BATCH_MIN_POSITIONS = 64
+_WINOGRAD_BATCH_MIN_TOTAL = 1024
 #: ... and, for the forward map only (a GEMM of C_out rows), from 16×16 images with ≥ 64 output
 #: and ≥ 32 input channels (several images per task keep its GEMMs wide). Measured with the
 #: bias: (64,32,16,16)→64 4.1–4.4 vs 4.5–4.6 ms for im2col, →128 8.0 vs 8.8; with 32 output
@@ -563,9 +573,9 @@ _WINOGRAD_SMALL_IMAGE_MIN_IN = 32
 _WINOGRAD_SMALL_IMAGE_POSITIONS = 256
 
 
-def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weight_grad=False):
+def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weight_grad=False, n_images=1):
     """Winograd F(2×2, 3×3) for a 3×3 stride-1 undilated ungrouped convolution with enough channels
-    and positions (the table in the module docstring). For the forward map (and the input
+    and positions (the table in the module docstring; ``n_images``: the batch). For the forward map (and the input
     gradient, the convolution of gy it is, with the channels swapped), also on 16×16 images with
     ≥ 32 → ≥ 64 channels; not so for the weight gradient (``weight_grad``), whose 16 GEMMs
     contract over the tiles: on 16×16 images im2col wins there (Winograd measured 0.8×)."""
@@ -580,6 +590,8 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weig
                    and positions >= _WINOGRAD_SMALL_IMAGE_POSITIONS)
     return ((channels >= 16 and positions >= _WINOGRAD_MIN_POSITIONS)
             or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_WIDE_MIN_POSITIONS)
+            or (channels >= _WINOGRAD_WIDE_CHANNELS and positions >= _WINOGRAD_BATCH_MIN_POSITIONS
+                and n_images * positions >= _WINOGRAD_BATCH_MIN_TOTAL)
             or small_image)
 
 
@@ -601,8 +613,8 @@ def _use_small_maps(x_shape, W_shape, stride, dilation, groups, out_hw):
     if FORCE_ALGORITHM is not None or groups != 1 or C_in == 1:
         return FORCE_ALGORITHM == "small_maps" and groups == 1
     k = (kH, kW)
-    if (_use_winograd(k, stride, dilation, groups, C_in, C_out, out_hw)
-            or _use_winograd(k, stride, dilation, groups, C_out, C_in, (H, Wd))
+    if (_use_winograd(k, stride, dilation, groups, C_in, C_out, out_hw, n_images=N)
+            or _use_winograd(k, stride, dilation, groups, C_out, C_in, (H, Wd), n_images=N)
             or _use_winograd1d(k, stride, dilation, groups, C_in, C_out, (H, Wd), out_hw)
             or _use_winograd1d(k, stride, dilation, groups, C_out, C_in, out_hw, (H, Wd))):
         return False
@@ -985,7 +997,8 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
             depthwise_forward_raw(x, W, bias_vector(bias, C_out, x.dtype), y, *stride, *padding, *dilation)
         return y
     tile = _winograd_tile(out_hw)
-    if _use_winograd((kH, kW), stride, dilation, G, C_in, C_out, out_hw) and _in_winograd_range(tile, C_in, x, W, bias):
+    if (_use_winograd((kH, kW), stride, dilation, G, C_in, C_out, out_hw, n_images=N)
+            and _in_winograd_range(tile, C_in, x, W, bias)):
         return winograd_conv3x3(x, W, padding, out_hw, bias, tile=tile)
     if (_use_winograd1d((kH, kW), stride, dilation, G, C_in, C_out, (H, Wd), out_hw)
             and _in_winograd1d_range(kW, C_in, x, W, bias)):
@@ -1076,7 +1089,8 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
             depthwise_backward_input_raw(gy, W, gx, *stride, *padding, *dilation)
         return gx
     tile = _winograd_tile(x_hw)
-    if _use_winograd((kH, kW), stride, dilation, G, C_out, C_in, x_hw) and _in_winograd_range(tile, C_out, gy, W):
+    if (_use_winograd((kH, kW), stride, dilation, G, C_out, C_in, x_hw, n_images=gy.shape[0])
+            and _in_winograd_range(tile, C_out, gy, W)):
         # gx[c, ih, iw] = Σ W[co, c, kh, kw] gy[co, ih + ph − kh, iw + pw − kw]: a 3×3 convolution of
         # gy with the flipped, transposed filter and leading padding 2 − p
         return winograd_conv3x3(gy, W, (kH - 1 - padding[0], kW - 1 - padding[1]), x_hw, flipped_transposed=True,
@@ -1136,7 +1150,7 @@ def _use_winograd_backward(x, W_shape, stride, dilation, groups, out_hw):
     (N, C_in), C_out = x.shape[:2], W_shape[0]
     if not FUSED_WINOGRAD_BACKWARD or _winograd_tile(out_hw) != 2:  # (forced "im2col": _use_winograd)
         return False
-    return (_use_winograd(W_shape[2:], stride, dilation, groups, C_in, C_out, out_hw)
+    return (_use_winograd(W_shape[2:], stride, dilation, groups, C_in, C_out, out_hw, n_images=N)
             and max(C_in, C_out) <= _WINOGRAD_BACKWARD_MAX_CHANNELS
             and fits_whole_images(N, C_in, C_out, out_hw, x.itemsize))
 
@@ -1201,7 +1215,7 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
             depthwise_backward_weight_raw(x, gy, gW, *stride, *padding, *dilation)
         return gW
     tile = _winograd_tile((OH, OW))
-    if (_use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True)
+    if (_use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True, n_images=N)
             and _in_winograd_range(tile, _winograd_tiles(N, (OH, OW), tile), x, gy)):
         return winograd_backward_weight3x3(x, gy, padding, tile=tile)
     if (_use_winograd1d(kernel_hw, stride, dilation, G, C_in, C_out, (H, Wd), (OH, OW))
@@ -1279,8 +1293,8 @@ def conv_transpose2d_backward(x, W, gy, stride, padding, dilation, groups, needs
     blocks = _blocks(N, OH, OW, K)
     fused = (want_gx and want_gw and groups == 1 and K >= 2 * M and blocks[0][1] - blocks[0][0] == 1
              and not _is_pointwise((kH, kW), stride, padding, (H, Wd), (OH, OW))
-             and not _use_winograd((kH, kW), stride, dilation, 1, C_g, M, (OH, OW))
-             and not _use_winograd((kH, kW), stride, dilation, 1, C_g, M, (OH, OW), weight_grad=True))
+             and not _use_winograd((kH, kW), stride, dilation, 1, C_g, M, (OH, OW), n_images=N)
+             and not _use_winograd((kH, kW), stride, dilation, 1, C_g, M, (OH, OW), weight_grad=True, n_images=N))
     gb = conv2d_bias_grad(gy) if want_gb else None
     if not fused:
         gx = conv2d_forward(gy, W, stride, padding, dilation, groups, (OH, OW)) if want_gx else None
