@@ -4,6 +4,10 @@ if sys.argv[1:2] == ["models"]:  # python -m benchmarks models [...]: whole netw
     from .models import main
 
     main(sys.argv[2:])
+elif sys.argv[1:2] == ["convs"]:  # python -m benchmarks convs [...]: convolutions' share of each network (model_convs.py)
+    from .model_convs import main
+
+    main(sys.argv[2:])
 elif sys.argv[1:2] == ["detection"]:  # python -m benchmarks detection [...]: detector inference (benchmarks/detection.py)
     from .detection import main
 
