@@ -23,9 +23,10 @@ median of 5 calls (3 with ``--quick``), ``OMP_WAIT_POLICY=PASSIVE``, PyTorch on 
 threads. Ratio = PyTorch ms / minicnn ms (> 1: minicnn faster).
 
 Peak memory is measured the same way for both libraries: a fresh ``spawn`` child imports only
-its library, runs one training step and one eval forward of a tiny network in it (the common
-layer types, ``_warm_library``: loads the library's compute code, Numba's LLVM and cached
-kernels for minicnn, about 130 MiB resident here, which PyTorch maps at import), takes its
+its library, runs one training step and one eval forward of two tiny networks in it (the common
+layer types and each convolution algorithm of the CPU backend, ``_warm_library``: loads the
+library's compute code, Numba's LLVM and cached kernels for minicnn, about 130 MiB resident
+here, which PyTorch maps at import), takes its
 resident set size as the baseline (resetting the kernel's peak-RSS mark to it, Linux
 ``/proc/self/clear_refs``), builds the model (its own random init) and the input, runs the mode's
 step twice, and reports the peak RSS (``VmHWM``) minus the baseline, in MiB: weights, gradients,
@@ -427,14 +428,17 @@ def _reset_peak_rss():
 
 
 def _warm_library(framework, torch=None):
-    """One training step and one eval forward of a tiny network in ``framework`` (3×3 and strided
-    1×1 convolutions, BN, ReLU, max pool, a transposed convolution, a concatenation, a residual
-    add, global average pool, linear, cross-entropy, SGD momentum), so that the library's compute
-    code is loaded before the memory baseline: Numba loads its LLVM and cached kernels on first
-    use (about 130 MiB of resident code here), PyTorch maps its kernels at import. A few KiB of
-    data stay allocated."""
+    """A training step and an eval forward of two tiny networks in ``framework``, so that the
+    library's compute code is loaded before the memory baseline: Numba loads its LLVM and cached
+    kernels on first use (about 130 MiB of resident code here), PyTorch maps its kernels at import.
+    The networks take the common layers and each convolution algorithm of the CPU backend on small
+    tensors (3×3 and strided 1×1 and 3×3 convolutions; Winograd F(4×4) on 64×64 and F(2×2) on 32×32
+    maps; a wide layer on 4×4 maps; transposed convolutions k2 s2 and k8 s8; BN, ReLU, max pool, a
+    concatenation, a residual add), one with a classification head (global average pool, linear,
+    cross-entropy), one with a per-pixel one (1×1 convolution, cross-entropy over (N, H, W)
+    targets); SGD momentum. A few KiB of data stay allocated."""
     r = np.random.default_rng(0)
-    x, y = r.standard_normal((2, 3, 8, 8), dtype=np.float32), np.array([0, 1])
+    x = r.standard_normal((4, 3, 64, 64), dtype=np.float32)
     if framework == "torch":
         nn, cat = torch.nn, torch.cat
     else:
@@ -443,21 +447,27 @@ def _warm_library(framework, torch=None):
         cat = F.cat
 
     class Tiny(nn.Module):
-        def __init__(self):
+        def __init__(self, per_pixel):
             super().__init__()
-            self.conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-            self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(4, 4, 1, stride=2))
-            self.up = nn.ConvTranspose2d(4, 4, 4, stride=4)
-            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+            self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Conv2d(16, 16, 3, padding=1))
+            self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 8, 1, stride=2),
+                                      nn.Conv2d(8, 128, 3, stride=2, padding=1), nn.Conv2d(128, 128, 3, stride=2, padding=1),
+                                      nn.Conv2d(128, 128, 3, padding=1), nn.ConvTranspose2d(128, 8, 2, stride=2))
+            self.up = nn.ConvTranspose2d(8, 16, 8, stride=8)
+            self.head = (nn.Conv2d(32, 2, 1) if per_pixel else
+                         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 2)))
 
         def forward(self, x):
             a = self.conv(x)
             b = self.up(self.down(a))
             return self.head(cat([a, b + a], 1))
 
-    steps = _their_steps(torch, Tiny(), x, y) if framework == "torch" else _our_steps(Tiny(), x, y)
-    for step in steps:
-        step()
+    for per_pixel in (False, True):
+        y = r.integers(0, 2, (4, 64, 64) if per_pixel else (4,))
+        steps = _their_steps(torch, Tiny(per_pixel), x, y) if framework == "torch" else _our_steps(Tiny(per_pixel), x, y)
+        for step in steps:
+            step()
 
 
 def _memory_child(name, framework, mode, queue):
