@@ -262,9 +262,34 @@ def test_depthwise_matches_pytorch_float32():
 
 
 def test_winograd4_on_large_maps_only():
-    """F(4×4, 3×3) from 56×56 output positions on; F(2×2) below; forcing picks either."""
+    """F(4×4, 3×3) from 56×56 output positions on and ≥ 32 channels on the layer's narrower side;
+    F(2×2) below."""
     assert C._winograd_tile((56, 56)) == 4 and C._winograd_tile((112, 112)) == 4
     assert C._winograd_tile((28, 28)) == 2 and C._winograd_tile((14, 14)) == 2
+    assert C._winograd_tile((64, 64), 32) == 4 and C._winograd_tile((56, 56), 64) == 4
+    assert C._winograd_tile((64, 64), 16) == 2 and C._winograd_tile((112, 112), 31) == 2
+    assert C._winograd_tile((28, 28), 512) == 2
+
+
+def test_narrow_layer_on_a_large_map_takes_the_fused_f2_backward(monkeypatch):
+    """16 → 16 channels on 64×64 maps: F(2×2) forward and the fused F(2×2) backward (spied), within
+    float32 rounding of the float64 plain loops."""
+    r = np.random.default_rng(5)
+    x, W, gy = r.standard_normal((2, 16, 64, 64)), r.standard_normal((16, 16, 3, 3)) * 0.1, r.standard_normal(
+        (2, 16, 64, 64))
+    calls = []
+    for name in ("winograd_conv3x3", "winograd_backward3x3"):
+        real = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _real=real, _name=name, **k: calls.append((_name, k.get("tile", 2)))
+                            or _real(*a, **k))
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    f32 = [a.astype(np.float32) for a in (x, W, gy)]
+    y = C.conv2d_forward(f32[0], f32[1], *geo, (64, 64))
+    gx, gW, _ = C.conv2d_backward(*f32, *geo, needs=(True, True, False))
+    assert calls == [("winograd_conv3x3", 2), ("winograd_backward3x3", 2)], calls
+    assert rel_err(y, R.conv2d_forward(x, W, *geo, (64, 64))) < 1e-5
+    assert rel_err(gx, R.conv2d_backward_input(gy, W, (64, 64), *geo)) < 1e-5
+    assert rel_err(gW, R.conv2d_backward_weight(x, gy, (3, 3), *geo)) < 2e-5
 
 
 def test_winograd4_float32_error_on_a_realistic_layer():

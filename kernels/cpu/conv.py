@@ -31,8 +31,9 @@ Winograd F(2,3)    3×3, stride 1, dilation 1, 1 group,     2.25× fewer flops (
                    only) ≥ 32 → ≥ 64 channels and ≥ 256    (32,256,8,8)→256 7.7 vs 6.3 (fwd+bwd 24.0
                    positions                               vs 20.7), (8,256,8,8): equal
 Winograd F(4,3)    the same, from 56×56 output positions   36 GEMMs, 1.78× fewer flops again
-                                                           (``conv_winograd4.py``): (4,128,112,112)
-                                                           →128 forward 45 ms vs 61 for F(2,3)
+                   and ≥ 32 channels on the narrower side  (``conv_winograd4.py``): (4,128,112,112)
+                                                           →128 forward 45 ms vs 61 for F(2,3);
+                                                           (8,16,64,64)→16 fwd+bwd 3.16 vs 1.86
 Winograd 1-D       1-D maps (H = 1, a 1 × r kernel), r = 3  F(4, r): α = r + 3 GEMMs over the channels
 F(4, r)            or 5, stride 1, undilated, 1 group,     (C_in inner dimension) instead of one over
                    ≥ 32 channels in and out (and values    C_in·r, 2× (r = 3) and 2.5× (r = 5) fewer
@@ -600,6 +601,13 @@ def _use_winograd(kernel_hw, stride, dilation, groups, C_in, C_out, out_hw, weig
 #: and its GEMMs get thin (measured: forward (4,128,112,112)→128 52.6 vs 66.6 ms, (8,64,56,56)→64
 #: 11.2 vs 12.5; (8,256,14,14)→256 18.3 vs 12.7, (64,32,16,16)→64 7.6 vs 6.8)
 _WINOGRAD4_MIN_POSITIONS = 3136
+#: ... and with at least this many channels on the layer's narrower side: with fewer, F(4×4)'s
+#: larger transforms cost more than its GEMMs save, and F(2×2) has the fused backward. Measured
+#: 2026-12-07, forward + backward (alternating medians), F(2×2) vs F(4×4): (8,16,64,64)→16 1.86 vs
+#: 3.16 ms, (8,32,64,64)→16 3.49 vs 4.01, (8,16,64,64)→32 3.19 vs 3.72 (its forward alone 1.15 vs
+#: 0.99); from 32 channels F(4×4) wins or ties: (8,32,64,64)→32 8.46 vs 5.62, (4,32,112,112)→32
+#: 8.9 vs 9.2, (8,64,64,64)→64 18.5 vs 17.3.
+_WINOGRAD4_MIN_CHANNELS = 32
 
 
 def _use_small_maps(x_shape, W_shape, stride, dilation, groups, out_hw):
@@ -621,11 +629,14 @@ def _use_small_maps(x_shape, W_shape, stride, dilation, groups, out_hw):
     return use_small_maps(N, C_in, groups, k, out_hw)
 
 
-def _winograd_tile(out_hw):
-    """The Winograd output tile (2 or 4) for a map of ``out_hw`` positions (``FORCE_ALGORITHM`` first)."""
+def _winograd_tile(out_hw, channels=None):
+    """The Winograd output tile (2 or 4) for a map of ``out_hw`` positions and a layer whose
+    narrower side has ``channels`` channels (``min(C_in, C_out)``; None: not considered), with
+    ``FORCE_ALGORITHM`` first."""
     if FORCE_ALGORITHM in ("winograd", "winograd4"):
         return 4 if FORCE_ALGORITHM == "winograd4" else 2
-    return 4 if out_hw[0] * out_hw[1] >= _WINOGRAD4_MIN_POSITIONS else 2
+    large = out_hw[0] * out_hw[1] >= _WINOGRAD4_MIN_POSITIONS
+    return 4 if large and (channels is None or channels >= _WINOGRAD4_MIN_CHANNELS) else 2
 
 
 def _winograd_tiles(N, out_hw, tile):
@@ -996,7 +1007,7 @@ def conv2d_forward(x, W, stride, padding, dilation, groups, out_hw, bias=None):
         else:
             depthwise_forward_raw(x, W, bias_vector(bias, C_out, x.dtype), y, *stride, *padding, *dilation)
         return y
-    tile = _winograd_tile(out_hw)
+    tile = _winograd_tile(out_hw, min(C_in, C_out))
     if (_use_winograd((kH, kW), stride, dilation, G, C_in, C_out, out_hw, n_images=N)
             and _in_winograd_range(tile, C_in, x, W, bias)):
         return winograd_conv3x3(x, W, padding, out_hw, bias, tile=tile)
@@ -1088,7 +1099,7 @@ def conv2d_backward_input(gy, W, x_hw, stride, padding, dilation, groups):
         else:
             depthwise_backward_input_raw(gy, W, gx, *stride, *padding, *dilation)
         return gx
-    tile = _winograd_tile(x_hw)
+    tile = _winograd_tile(x_hw, min(C_in, C_out))
     if (_use_winograd((kH, kW), stride, dilation, G, C_out, C_in, x_hw, n_images=gy.shape[0])
             and _in_winograd_range(tile, C_out, gy, W)):
         # gx[c, ih, iw] = Σ W[co, c, kh, kw] gy[co, ih + ph − kh, iw + pw − kw]: a 3×3 convolution of
@@ -1148,7 +1159,7 @@ def _use_winograd_backward(x, W_shape, stride, dilation, groups, out_hw):
     forward map takes F(2×2, 3×3), the images fit whole in a task, and ≤ 128 channels in and out
     (and ``FUSED_WINOGRAD_BACKWARD`` is on)."""
     (N, C_in), C_out = x.shape[:2], W_shape[0]
-    if not FUSED_WINOGRAD_BACKWARD or _winograd_tile(out_hw) != 2:  # (forced "im2col": _use_winograd)
+    if not FUSED_WINOGRAD_BACKWARD or _winograd_tile(out_hw, min(C_in, C_out)) != 2:  # (forced "im2col": _use_winograd)
         return False
     return (_use_winograd(W_shape[2:], stride, dilation, groups, C_in, C_out, out_hw, n_images=N)
             and max(C_in, C_out) <= _WINOGRAD_BACKWARD_MAX_CHANNELS
@@ -1214,7 +1225,7 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
         else:
             depthwise_backward_weight_raw(x, gy, gW, *stride, *padding, *dilation)
         return gW
-    tile = _winograd_tile((OH, OW))
+    tile = _winograd_tile((OH, OW), min(C_in, C_out))
     if (_use_winograd(kernel_hw, stride, dilation, G, C_in, C_out, (OH, OW), weight_grad=True, n_images=N)
             and _in_winograd_range(tile, _winograd_tiles(N, (OH, OW), tile), x, gy)):
         return winograd_backward_weight3x3(x, gy, padding, tile=tile)
