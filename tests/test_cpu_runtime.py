@@ -70,3 +70,21 @@ def test_task_pool_keeps_no_array_of_a_finished_job():
     np.testing.assert_array_equal(dst, 2.0 * np.arange(1 << 20, dtype=np.float64))
     del src
     assert gone() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX")
+def test_workspaces_are_private_to_a_forked_process():
+    """A workspace of a process forked after its allocation (a data-loader worker, a distributed
+    rank) is a copy-on-write copy: the child's writes do not reach the parent's buffer."""
+    from minicnn.kernels.cpu._im2col import Workspace
+
+    ws = Workspace()
+    buf = ws.get((1024,), np.float32)
+    buf[:] = 1.0
+    pid = os.fork()
+    if pid == 0:  # the child writes its copy and leaves at once
+        ws.get((1024,), np.float32)[:] = 2.0
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    np.testing.assert_array_equal(ws.get((1024,), np.float32), np.ones(1024, np.float32))

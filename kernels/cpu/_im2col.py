@@ -470,8 +470,11 @@ def _mapped_bytes(nbytes):
     """A uint8 array of ``nbytes`` in its own anonymous memory map, outside malloc's heap. The
     workspaces live for the whole process while activations come and go around them: on the heap
     (where ``_threads.tune_malloc`` sends blocks up to 64 MiB) each workspace pinned the region
-    around it, and the freed activations beside it could not merge into larger free blocks."""
-    return np.frombuffer(mmap.mmap(-1, max(nbytes, 1)), dtype=np.uint8)
+    around it, and the freed activations beside it could not merge into larger free blocks.
+    Private (copy-on-write), not Python's default shared mapping: a forked process (a data-loader
+    worker, a distributed rank) must not write into its parent's workspaces."""
+    private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+    return np.frombuffer(mmap.mmap(-1, max(nbytes, 1), **private), dtype=np.uint8)
 
 
 class Workspace:
