@@ -23,6 +23,7 @@ from minicnn.testing import gradcheck
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
+from benchmarks import models as bm  # noqa: E402  (after torch: its twins need it)
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -107,42 +108,17 @@ def test_padding_errors_name_module_and_shapes():
 
 
 # ---- DCGAN: the PyTorch tutorial's layout, generalised to 2^k ----------------------------------------
-class TorchDCGANGenerator(tnn.Module):
-    def __init__(self, nz, image_size, nc, ngf):
-        super().__init__()
-        k = int(np.log2(image_size))
-        c = ngf * 2 ** (k - 3)
-        layers = [tnn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False), tnn.BatchNorm2d(c), tnn.ReLU(True)]
-        for _ in range(k - 3):
-            layers += [tnn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), tnn.BatchNorm2d(c // 2), tnn.ReLU(True)]
-            c //= 2
-        layers += [tnn.ConvTranspose2d(c, nc, 4, 2, 1, bias=False), tnn.Tanh()]
-        self.main = tnn.Sequential(*layers)
-
-    def forward(self, z):
-        return self.main(z.reshape(z.shape[0], -1, 1, 1))
-
-
-class TorchDCGANDiscriminator(tnn.Module):
-    def __init__(self, image_size, nc, ndf):
-        super().__init__()
-        k = int(np.log2(image_size))
-        layers = [tnn.Conv2d(nc, ndf, 4, 2, 1, bias=False), tnn.LeakyReLU(0.2, inplace=True)]
-        c = ndf
-        for _ in range(k - 3):
-            layers += [tnn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), tnn.BatchNorm2d(2 * c), tnn.LeakyReLU(0.2, True)]
-            c *= 2
-        layers += [tnn.Conv2d(c, 1, 4, 1, 0, bias=False)]
-        self.main = tnn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.main(x).reshape(-1)
+# Its PyTorch twin is benchmarks.models.torch_dcgan (the `benchmarks models` DCGAN row times it):
+# a module with the tutorial's `generator.main` and `discriminator.main` Sequentials.
+def torch_dcgan(latent_dim, image_size, channels, width):
+    return bm.torch_dcgan(torch, latent_dim, image_size, channels, width)
 
 
 def test_dcgan_tutorial_parameter_counts():
     g, d = DCGANGenerator(), DCGANDiscriminator()
-    assert n_params(g) == sum(p.numel() for p in TorchDCGANGenerator(100, 64, 3, 64).parameters()) == 3_576_704
-    assert n_params(d) == sum(p.numel() for p in TorchDCGANDiscriminator(64, 3, 64).parameters()) == 2_765_568
+    twin = torch_dcgan(100, 64, 3, 64)
+    assert n_params(g) == sum(p.numel() for p in twin.generator.parameters()) == 3_576_704
+    assert n_params(d) == sum(p.numel() for p in twin.discriminator.parameters()) == 2_765_568
 
 
 @pytest.mark.parametrize("image_size, channels", [(16, 1), (32, 3), (64, 1)])
@@ -151,10 +127,11 @@ def test_dcgan_matches_torch_twin(image_size, channels, dtype, tol):
     mc.manual_seed(0)
     g = randomize_norms(DCGANGenerator(8, image_size, channels, 4).apply(dcgan_init))
     d = randomize_norms(DCGANDiscriminator(image_size, channels, 4).apply(dcgan_init))
+    twin = torch_dcgan(8, image_size, channels, 4)
     z = rand((3, 8))
-    assert compare_with_twin(g, TorchDCGANGenerator(8, image_size, channels, 4), z, dtype) < tol
+    assert compare_with_twin(g, twin.generator, z, dtype) < tol
     x = np.tanh(rand((3, channels, image_size, image_size), seed=1))
-    assert compare_with_twin(d, TorchDCGANDiscriminator(image_size, channels, 4), x, dtype) < tol * 10
+    assert compare_with_twin(d, twin.discriminator, x, dtype) < tol * 10
 
 
 def test_dcgan_shapes_and_latent_layouts():
