@@ -26,8 +26,8 @@ Peak memory is measured the same way for both libraries: a fresh ``spawn`` child
 its library, runs one training step and one eval forward of two tiny networks in it (the common
 layer types and each convolution algorithm of the CPU backend, ``_warm_library``: loads the
 library's compute code, Numba's LLVM and cached kernels for minicnn, about 130 MiB resident
-here, which PyTorch maps at import), takes its
-resident set size as the baseline (resetting the kernel's peak-RSS mark to it, Linux
+here, which PyTorch maps at import), returns the heap memory the warm-up freed to the system
+(glibc ``malloc_trim``), takes its resident set size as the baseline (resetting the kernel's peak-RSS mark to it, Linux
 ``/proc/self/clear_refs``), builds the model (its own random init) and the input, runs the mode's
 step twice, and reports the peak RSS (``VmHWM``) minus the baseline, in MiB: weights, gradients,
 optimizer state, activations, workspaces, code first used by this model (kernels the tiny network
@@ -432,8 +432,8 @@ def _warm_library(framework, torch=None):
     library's compute code is loaded before the memory baseline: Numba loads its LLVM and cached
     kernels on first use (about 130 MiB of resident code here), PyTorch maps its kernels at import.
     The networks take the common layers and each convolution algorithm of the CPU backend on small
-    tensors (3×3 and strided 1×1 and 3×3 convolutions; Winograd F(4×4) on 64×64 and F(2×2) on 32×32
-    maps; a wide layer on 4×4 maps; transposed convolutions k2 s2 and k8 s8; BN, ReLU, max pool, a
+    tensors (3×3 and strided 1×1 and 3×3 convolutions; Winograd F(4×4) on 64×64 maps with 32
+    channels and F(2×2) on 32×32 ones with 16; a wide layer on 4×4 maps; transposed convolutions k2 s2 and k8 s8; BN, ReLU, max pool, a
     concatenation, a residual add), one with a classification head (global average pool, linear,
     cross-entropy), one with a per-pixel one (1×1 convolution, cross-entropy over (N, H, W)
     targets); SGD momentum. A few KiB of data stay allocated."""
@@ -449,14 +449,14 @@ def _warm_library(framework, torch=None):
     class Tiny(nn.Module):
         def __init__(self, per_pixel):
             super().__init__()
-            self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                                      nn.Conv2d(16, 16, 3, padding=1))
-            self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 8, 1, stride=2),
+            self.conv = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                      nn.Conv2d(32, 32, 3, padding=1))
+            self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(32, 16, 3, padding=1), nn.Conv2d(16, 8, 1, stride=2),
                                       nn.Conv2d(8, 128, 3, stride=2, padding=1), nn.Conv2d(128, 128, 3, stride=2, padding=1),
                                       nn.Conv2d(128, 128, 3, padding=1), nn.ConvTranspose2d(128, 8, 2, stride=2))
-            self.up = nn.ConvTranspose2d(8, 16, 8, stride=8)
-            self.head = (nn.Conv2d(32, 2, 1) if per_pixel else
-                         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 2)))
+            self.up = nn.ConvTranspose2d(8, 32, 8, stride=8)
+            self.head = (nn.Conv2d(64, 2, 1) if per_pixel else
+                         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 2)))
 
         def forward(self, x):
             a = self.conv(x)
@@ -470,6 +470,19 @@ def _warm_library(framework, torch=None):
             step()
 
 
+def _return_free_heap():
+    """``malloc_trim(0)`` (glibc): give the heap memory the warm-up freed back to the system before
+    the baseline, so that neither library's step reuses it unseen (minicnn tunes malloc to keep
+    freed blocks, PyTorch's default malloc trims the top of the heap; without this the warm-up's
+    leftovers lowered the peaks of both, by different amounts)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _memory_child(name, framework, mode, queue):
     """Child process body: peak-RSS growth (MiB) of two ``mode`` steps of one framework."""
     try:
@@ -479,6 +492,7 @@ def _memory_child(name, framework, mode, queue):
         else:
             import minicnn  # noqa: F401
         _warm_library(framework, torch)
+        _return_free_heap()
         base = _reset_peak_rss()
         row = next(r for r in ROWS if r.name == name)
         x, y = _data(row)
